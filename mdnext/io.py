@@ -2,9 +2,10 @@
 
 A *format* is a lower-case key such as ``"dcd"``, ``"xyz"``, ``"extxyz"``, ``"traj"`` or
 ``"npz"``; by default it is the file's extension (``traj.xyz.bz2`` → ``"xyz"``). Several plugins
-may handle one format: each has a ``priority`` and may decline a file in ``accepts`` (the ASE
-reader, for example, takes ``.xyz`` files only when their comment line is extended XYZ, and
-MDAnalysis reads plain XYZ). ``"plugin:format"`` (``"ase:xyz"``) forces a plugin.
+may handle one format: each has a ``priority`` (per format where it defines
+``priority_for(fmt)``) and may decline a file in ``accepts`` (the ASE reader, for example,
+takes ``.xyz`` files only when their comment line is extended XYZ, and MDAnalysis reads plain
+XYZ). ``"plugin:format"`` (``"ase:xyz"``) forces a plugin.
 
 Reader plugins are classes with ``name``, ``formats``, ``priority``, ``accepts(path, fmt)``,
 ``read(path, fmt, topology=None, select=None) -> Frames`` and ``read_object(obj, select=None)``
@@ -49,10 +50,16 @@ def _plugins(kind: registry.Registry, fmt: str, path: Path | None) -> list[Any]:
         return [plugin] if fmt in plugin.formats else []
     candidates = [cls() for _, cls in kind.items()]
     candidates = [p for p in candidates if fmt in p.formats]
-    candidates.sort(key=lambda p: -p.priority)
+    candidates.sort(key=lambda p: -_priority(p, fmt))
     if path is not None:
         candidates = [p for p in candidates if p.accepts(path, fmt)]
     return candidates
+
+
+def _priority(plugin: Any, fmt: str) -> int:
+    """A plugin's priority for ``fmt``: ``priority_for(fmt)`` where defined, else ``priority``."""
+    priority_for = getattr(plugin, "priority_for", None)
+    return priority_for(fmt) if callable(priority_for) else plugin.priority
 
 
 def _resolve_format(fmt: str | None, path: Path) -> str:

@@ -22,12 +22,17 @@ class ReaderPlugin:
     Attributes:
         name: The plugin's registry name.
         formats: Lower-case format keys it reads (file extensions without the dot).
-        priority: Higher wins when several readers handle a format.
+        priority: Higher wins when several readers handle a format; a plugin may vary it
+            per format by overriding :meth:`priority_for`.
     """
 
     name: ClassVar[str] = ""
     formats: ClassVar[frozenset[str]] = frozenset()
     priority: ClassVar[int] = 0
+
+    def priority_for(self, fmt: str) -> int:
+        """The priority for one format (default: :attr:`priority` for all of them)."""
+        return self.priority
 
     def accepts(self, path: Path, fmt: str) -> bool:
         """Whether this reader wants ``path`` (e.g. after sniffing its header)."""
@@ -48,6 +53,10 @@ class WriterPlugin:
     name: ClassVar[str] = ""
     formats: ClassVar[frozenset[str]] = frozenset()
     priority: ClassVar[int] = 0
+
+    def priority_for(self, fmt: str) -> int:
+        """The priority for one format (default: :attr:`priority` for all of them)."""
+        return self.priority
 
     def write(self, frames: Frames, path: Path, fmt: str) -> None:
         """Write all of ``frames`` to ``path`` (a fresh temporary file) in format ``fmt``."""
