@@ -68,14 +68,14 @@ class Autoregressive(DisplacementModel):
         gram = torch.zeros(self.history, self.history, dtype=torch.float64)
         rhs = torch.zeros(self.history, dtype=torch.float64)
         for data in loader:
-            history = data.history.to(torch.float64)
+            history = data.history[:, : self.history].to(torch.float64)
             gram += torch.einsum("nja,nla->jl", history, history)
             rhs += torch.einsum("nja,na->j", history, data.y.to(torch.float64))
         solution = torch.linalg.lstsq(gram, rhs.unsqueeze(-1), driver="gelsd").solution.squeeze(-1)
         self.coefficients.copy_(solution)
 
     def forward(self, data: Any) -> torch.Tensor:
-        return torch.einsum("nja,j->na", data.history.to(torch.float64), self.coefficients)
+        return torch.einsum("nja,j->na", data.history[:, : self.history].to(torch.float64), self.coefficients)
 
 
 #: The baselines reported beside every learned model, in table order.

@@ -1,0 +1,169 @@
+"""Radius graphs under periodic boundaries (vesin) and minimum-image vectors.
+
+The neighbour list is vesin's cell list: O(N) time and memory, exact for any cutoff,
+including cutoffs longer than half the box (an atom then meets several periodic images of
+the same neighbour, each as its own edge). Mixed boundaries (a slab periodic in x and y
+only, a wire periodic in z only) are supported; the lattice vectors along non-periodic
+directions are then ignored and may be zero.
+"""
+
+from __future__ import annotations
+
+import torch
+from vesin import NeighborList
+
+from mdnext.errors import InputError
+
+_AXES = "xyz"
+
+
+def _completed_cell(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
+    """The cell with its non-periodic rows replaced by unit vectors normal to the periodic ones.
+
+    Fractional coordinates along the periodic lattice vectors are then those of the
+    projection of a vector onto their span, whatever the (possibly zero) non-periodic rows.
+
+    Args:
+        cell: (..., 3, 3) lattice vectors as rows, Å.
+        pbc: (3,) bool, periodic directions (one pattern for the whole stack).
+
+    Returns:
+        (..., 3, 3) cell, invertible where the periodic rows are independent.
+    """
+    periodic = [int(a) for a in torch.nonzero(pbc.to(torch.bool)).flatten()]
+    if len(periodic) in (0, 3):
+        return cell
+    other = [a for a in range(3) if a not in periodic]
+    completed = cell.clone()
+    if len(periodic) == 2:
+        normal = torch.linalg.cross(cell[..., periodic[0], :], cell[..., periodic[1], :])
+        completed[..., other[0], :] = torch.nn.functional.normalize(normal, dim=-1)
+        return completed
+    axis = torch.nn.functional.normalize(cell[..., periodic[0], :], dim=-1)
+    # The Cartesian axis least aligned with the periodic vector is never parallel to it.
+    helper = torch.nn.functional.one_hot(axis.abs().argmin(dim=-1), 3).to(cell.dtype)
+    first = torch.nn.functional.normalize(torch.linalg.cross(axis, helper), dim=-1)
+    completed[..., other[0], :] = first
+    completed[..., other[1], :] = torch.linalg.cross(axis, first)
+    return completed
+
+
+def minimum_image(vectors: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
+    """Periodic image of each vector nearest the origin, by rounding fractional coordinates.
+
+    Exact for orthorhombic cells; for triclinic cells it is the minimum image whenever the
+    vector is short compared with the cell (true of displacements between saved frames).
+
+    Args:
+        vectors: (..., 3) float64 difference vectors, Å.
+        cell: (3, 3) lattice vectors as rows, Å, or (..., 3, 3) broadcastable with ``vectors``.
+        pbc: (3,) bool, periodic directions.
+
+    Returns:
+        (..., 3) float64 vectors, Å; unchanged along non-periodic directions.
+
+    Raises:
+        InputError: If a periodic direction has a zero or dependent lattice vector.
+    """
+    vectors = vectors.to(torch.float64)
+    pbc = torch.as_tensor(pbc, dtype=torch.bool, device=vectors.device).reshape(3)
+    if not bool(pbc.any()):
+        return vectors
+    cell = _completed_cell(cell.to(device=vectors.device, dtype=torch.float64), pbc)
+    _check_invertible(cell, pbc, "minimum_image")
+    fractional = (vectors.unsqueeze(-2) @ torch.linalg.inv(cell)).squeeze(-2)
+    fractional = fractional - torch.where(pbc, torch.round(fractional), torch.zeros_like(fractional))
+    return (fractional.unsqueeze(-2) @ cell).squeeze(-2)
+
+
+def radius_graph(
+    pos: torch.Tensor,
+    cutoff: float,
+    batch: torch.Tensor | None,
+    cell: torch.Tensor,
+    pbc: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full neighbour list within ``cutoff`` of each atom, with periodic images.
+
+    Args:
+        pos: (n, 3) positions, Å (wrapped or not: only the periodic images matter).
+        cutoff: Cutoff radius, Å; pairs at distance < ``cutoff`` are edges.
+        batch: (n,) int64 structure of each atom (None: one structure).
+        cell: (B, 3, 3) lattice vectors as rows, Å (zeros, or anything, where not periodic).
+        pbc: (B, 3) bool periodic directions.
+
+    Returns:
+        ``edge_index`` (2, E) int64 and ``edge_vec`` (E, 3) float64. Row 0 holds the centre
+        atom i, row 1 the neighbour j, and ``edge_vec = pos[j] - pos[i] + shift``, the
+        periodic image's shift included. Both directions of every pair are listed; pairs at
+        zero distance (an atom with itself, coincident atoms) are not. The list is built on
+        the CPU (one vesin call per structure) and returned on ``pos``'s device; it carries
+        no gradient.
+
+    Raises:
+        InputError: If a periodic direction has a zero or dependent lattice vector.
+    """
+    device = pos.device
+    cpu = torch.device("cpu")
+    pos = pos.detach().to(cpu, torch.float64)
+    n = pos.shape[0]
+    batch = torch.zeros(n, dtype=torch.long) if batch is None else batch.detach().to(cpu, torch.long)
+    cell = cell.detach().to(cpu, torch.float64).reshape(-1, 3, 3)
+    pbc = pbc.detach().to(cpu, torch.bool).reshape(-1, 3)
+    num_structures = cell.shape[0]
+    if pbc.shape[0] != num_structures:
+        raise ValueError(f"cell has {num_structures} structures but pbc has {pbc.shape[0]}")
+    if n and int(batch.max()) >= num_structures:
+        raise ValueError(f"batch refers to structure {int(batch.max())} but only {num_structures} cells")
+    order = torch.argsort(batch, stable=True)
+    counts = torch.bincount(batch, minlength=num_structures).tolist()
+    sorted_pos = pos[order]
+    calculator = NeighborList(cutoff=float(cutoff), full_list=True)
+    centres, neighbours, vectors = [], [], []
+    start = 0
+    for b, count in enumerate(counts):
+        stop = start + count
+        if count > 1:
+            i, j, vec = _one_structure(calculator, sorted_pos[start:stop], cell[b], pbc[b], b)
+            centres.append(i + start)
+            neighbours.append(j + start)
+            vectors.append(vec)
+        start = stop
+    if not vectors:
+        return (
+            torch.zeros(2, 0, dtype=torch.long, device=device),
+            torch.zeros(0, 3, dtype=torch.float64, device=device),
+        )
+    edge_index = order[torch.stack([torch.cat(centres), torch.cat(neighbours)])]
+    return edge_index.to(device), torch.cat(vectors).to(device)
+
+
+def _one_structure(
+    calculator: NeighborList, pos: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, index: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """vesin on one structure: local indices i, j (int64) and vectors (float64) of nonzero length."""
+    if bool(pbc.any()):
+        completed = _completed_cell(cell, pbc)
+        _check_invertible(completed, pbc, f"structure {index}")
+        # Wrap into the box along periodic directions; vesin's vectors include the shifts.
+        fractional = pos @ torch.linalg.inv(completed)
+        pos = pos - torch.where(pbc, torch.floor(fractional), torch.zeros_like(fractional)) @ completed
+        box = completed
+    else:
+        box = torch.zeros(3, 3, dtype=torch.float64, device=pos.device)
+    i, j, vec = calculator.compute(pos.contiguous(), box.contiguous(), pbc.contiguous(), "ijD")
+    i = i.to(torch.long)
+    j = j.to(torch.long)
+    keep = (vec != 0).any(dim=1)
+    if not bool(keep.all()):
+        i, j, vec = i[keep], j[keep], vec[keep]
+    return i, j, vec
+
+
+def _check_invertible(cell: torch.Tensor, pbc: torch.Tensor, where: str) -> None:
+    """Raise :class:`InputError` if the (completed) cell cannot define periodic images."""
+    volume = torch.linalg.det(cell).abs()
+    lengths = torch.linalg.norm(cell, dim=-1).prod(dim=-1)
+    if bool((volume <= 1e-10 * lengths).any()):
+        axes = "".join(a for a, p in zip(_AXES, pbc.tolist()) if p)
+        raise InputError(f"{where}: periodic along {axes} but the cell's lattice vectors are zero or dependent")
