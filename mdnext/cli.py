@@ -10,6 +10,10 @@ import click
 
 import mdnext
 from mdnext.errors import MDNextError
+from mdnext.io import check_output
+
+#: Training budget (minutes) of ``mdnext extrapolate`` when it fits its own model.
+QUICK_TIME_LIMIT_MINUTES = 2.0
 
 
 class UserError(click.ClickException):
@@ -69,6 +73,138 @@ def convert(
     frames = mdnext.load(source, fmt, topology=topology, select=select, stride=stride)
     mdnext.save(frames, target, to_format, overwrite=force)
     click.echo(f"wrote {frames.n_frames} frames of {frames.n_atoms} atoms to {target}")
+
+
+def _load_all(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select: str | None,
+              dt: float | None = None) -> list[mdnext.Frames]:
+    return [mdnext.load(t, fmt, topology=topology, select=select, dt=dt) for t in trajs]
+
+
+def training_options(func: Callable) -> Callable:
+    """Model and optimisation options shared by ``train`` and ``extrapolate``."""
+    options = [
+        click.option("--history", "-k", default=4, show_default=True, type=click.IntRange(min=0), help="Past displacements the model reads."),
+        click.option("--stride", "-s", default=1, show_default=True, type=click.IntRange(min=1), help="Predict the frame STRIDE frames ahead."),
+        click.option("--cutoff", default=None, type=click.FloatRange(min=0, min_open=True), help="Neighbour cutoff in Å (equivariant model)."),
+        click.option("--epochs", default=200, show_default=True, type=click.IntRange(min=1)),
+        click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1)),
+        click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Initial learning rate (cosine-annealed)."),
+        click.option("--time-limit", default=None, type=click.FloatRange(min=0, min_open=True), help="Training budget in minutes."),
+        click.option("--seed", default=0, show_default=True, type=int),
+        click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True)),
+        click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True)),
+        click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"])),
+        click.option("--dt", default=None, type=click.FloatRange(min=0, min_open=True), help="Time between input frames in ps (overrides the file)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _train(trajs: list[mdnext.Frames], model: str, options: dict[str, Any], **kwargs: Any) -> Any:
+    from mdnext.trainer import TrainConfig
+
+    config = TrainConfig(
+        epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"], seed=options["seed"],
+        device=options["device"], quiet=options["quiet"],
+        time_limit=None if options["time_limit"] is None else 60.0 * options["time_limit"],
+    )
+    model_options = {} if options["cutoff"] is None else {"cutoff": options["cutoff"]}
+    return mdnext.train(trajs, model, history=options["history"], stride=options["stride"], config=config,
+                        model_options=model_options, test_fraction=options["test_fraction"],
+                        val_fraction=options["val_fraction"], **kwargs)
+
+
+def _report(metrics: dict[str, Any], name: str, json_path: str | None) -> None:
+    from mdnext.evaluation import format_table
+
+    click.echo(format_table(metrics, name))
+    click.echo(f"equivariance error: {metrics['equivariance_error']:.3g} Å "
+               f"({metrics['equivariance_error_relative']:.3g} of the displacement RMS)")
+    if json_path is not None:
+        from mdnext.io import atomic_path
+
+        with atomic_path(json_path, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(metrics, indent=2))
+
+
+@main.command()
+@click.argument("trajs", nargs=-1, required=True, type=click.Path())
+@input_options
+@click.option("--model", "model_name", default="equivariant", show_default=True, type=click.Choice(["equivariant", "linear"]))
+@training_options
+@click.option("--output", "-o", required=True, type=click.Path(), help="Model checkpoint to write (.pt).")
+@click.option("--metrics", "metrics_path", default=None, type=click.Path(), help="Write the test metrics as JSON.")
+@click.option("--plots", default=None, type=click.Path(file_okay=False), help="Directory for loss, parity and rollout plots.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run that writes OUTPUT.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+def train(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select: str | None, model_name: str,
+          output: str, metrics_path: str | None, plots: str | None, resume: bool, force: bool, **options: Any) -> None:
+    """Train a displacement model on TRAJS and compare it with the baselines on the test split."""
+    frames = _load_all(trajs, topology, fmt, select, options.pop("dt"))
+    trained = _train(frames, model_name, options, output=output, overwrite=force or resume, resume=resume, plots=plots)
+    _report(trained.metrics, model_name, metrics_path)
+    click.echo(f"wrote {output} ({trained.metrics['epochs']} epochs, {trained.metrics['train_seconds']:.0f} s)")
+
+
+@main.command()
+@click.argument("traj", type=click.Path())
+@input_options
+@click.option("--model", "model_path", required=True, type=click.Path(), help="Checkpoint written by mdnext train.")
+@click.option("--horizons", default="1,10,100", show_default=True, help="Rollout horizons in steps, comma-separated.")
+@click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--json", "json_path", default=None, type=click.Path(), help="Write the metrics as JSON.")
+def evaluate(traj: str, topology: str | None, fmt: str | None, select: str | None, model_path: str,
+             horizons: str, test_fraction: float, json_path: str | None) -> None:
+    """Score MODEL and every baseline on the last TEST_FRACTION of TRAJ."""
+    try:
+        steps = [int(h) for h in horizons.split(",")]
+    except ValueError:
+        raise UserError(f"--horizons must be comma-separated integers, got {horizons!r}") from None
+    if any(h < 1 for h in steps):
+        raise UserError("--horizons must be positive")
+    from mdnext.checkpoint import TrainedModel
+
+    trained = TrainedModel.load(model_path)
+    frames = mdnext.load(traj, fmt, topology=topology, select=select)
+    metrics = mdnext.evaluate(trained, frames, horizons=steps, test_fraction=test_fraction)
+    _report(metrics, trained.model.name, json_path)
+
+
+@main.command()
+@click.argument("traj", type=click.Path())
+@input_options
+@click.option("-n", "n_frames", required=True, type=int, help="Number of frames to extrapolate.")
+@click.option("--output", "-o", required=True, type=click.Path(), help="Output trajectory; format from the extension.")
+@click.option("--model", "model_path", default=None, type=click.Path(), help="Checkpoint to use (default: fit one on TRAJ).")
+@click.option("--save-model", default=None, type=click.Path(), help="Keep the model fitted on TRAJ here.")
+@click.option("--include-input", is_flag=True, help="Write the input frames before the extrapolated ones.")
+@click.option("--wrap", is_flag=True, help="Wrap extrapolated positions into the periodic box.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@training_options
+def extrapolate(traj: str, topology: str | None, fmt: str | None, select: str | None, n_frames: int, output: str,
+                model_path: str | None, save_model: str | None, include_input: bool, wrap: bool, force: bool,
+                **options: Any) -> None:
+    """Continue TRAJ by N predicted frames and write them to OUTPUT.
+
+    Without --model, first fits a model on TRAJ itself (quick defaults: --time-limit 2)."""
+    if n_frames < 1:
+        raise UserError(f"-n must be a positive number of frames, got {n_frames}")
+    check_output(output, overwrite=force)
+    frames = mdnext.load(traj, fmt, topology=topology, select=select, dt=options.pop("dt"))
+    from mdnext.checkpoint import TrainedModel
+
+    if model_path is not None:
+        trained = TrainedModel.load(model_path)
+    else:
+        if options["time_limit"] is None:
+            options["time_limit"] = QUICK_TIME_LIMIT_MINUTES
+        trained = _train([frames], "equivariant", options, output=save_model, overwrite=force)
+        _report(trained.metrics, "equivariant", None)
+    future = mdnext.extrapolate(trained, frames, n_frames, wrap=wrap, include_input=include_input)
+    mdnext.save(future, output, overwrite=force)
+    click.echo(f"wrote {future.n_frames} frames of {future.n_atoms} atoms to {output}")
 
 
 if __name__ == "__main__":  # pragma: no cover

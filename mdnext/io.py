@@ -147,6 +147,12 @@ def _load_path(path: Path, fmt: str | None, topology: PathLike | None, select: s
     return frames.replace(source={**frames.source, **source})
 
 
+def refuse_existing(path: PathLike, overwrite: bool = False) -> None:
+    """:class:`OutputError` when ``path`` exists and ``overwrite`` is not set."""
+    if Path(path).exists() and not overwrite:
+        raise OutputError(f"{path}: file exists (use --force / overwrite=True to replace it)")
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
@@ -155,8 +161,7 @@ def atomic_path(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     Without ``overwrite`` an existing ``path`` is an :class:`OutputError`.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path}: file exists (use --force / overwrite=True to replace it)")
+    refuse_existing(path, overwrite)
     if not path.parent.is_dir():
         raise OutputError(f"{path}: directory {path.parent} does not exist")
     suffix = "".join(path.suffixes[-2:]) if path.suffix.lower() in COMPRESSION_SUFFIXES else path.suffix
@@ -172,6 +177,24 @@ def atomic_path(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
             tmp.unlink()
 
 
+def writer_for(path: PathLike, format: str | None = None) -> tuple[Any, str]:
+    """The writer plugin and format key for ``path``; :class:`OutputError` if none handles it."""
+    path = Path(path)
+    fmt = _resolve_format(format, path)
+    candidates = _plugins(registry.writers, fmt, None)
+    if not candidates:
+        raise OutputError(
+            f"{path}: no writer for format {fmt!r}; known formats: {', '.join(known_formats(registry.writers))}"
+        )
+    return candidates[0], fmt.split(":", 1)[-1]
+
+
+def check_output(path: PathLike, format: str | None = None, *, overwrite: bool = False) -> None:
+    """Fail early, before any work, when ``path`` exists (without ``overwrite``) or has no writer."""
+    refuse_existing(path, overwrite)
+    writer_for(path, format)
+
+
 def save(frames: Frames, path: PathLike, format: str | None = None, *, overwrite: bool = False) -> Path:
     """Write ``frames`` to ``path`` atomically; the format follows the extension.
 
@@ -180,14 +203,7 @@ def save(frames: Frames, path: PathLike, format: str | None = None, *, overwrite
             or the writer failed (nothing is left behind then).
     """
     path = Path(path)
-    fmt = _resolve_format(format, path)
-    candidates = _plugins(registry.writers, fmt, None)
-    if not candidates:
-        raise OutputError(
-            f"{path}: no writer for format {fmt!r}; known formats: {', '.join(known_formats(registry.writers))}"
-        )
-    writer = candidates[0]
-    fmt = fmt.split(":", 1)[-1]
+    writer, fmt = writer_for(path, format)
     with atomic_path(path, overwrite=overwrite) as tmp:
         try:
             writer.write(frames, tmp, fmt)

@@ -1,0 +1,161 @@
+"""The top-level workflow: ``train``, ``evaluate`` and ``extrapolate`` on :class:`Frames`.
+
+``mdnext.train`` fits a model on the training split, scores it against every baseline on the
+test split (the last 20% of frames by default) and returns a :class:`TrainedModel`; with an
+``output`` path it writes a checkpoint after every epoch (``<output>.last.pt``, for
+``resume=True``) and the best model to ``output`` at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mdnext.checkpoint import TrainedModel, build_model, data_hash, read_checkpoint
+from mdnext.data import make_loader, species_list
+from mdnext.errors import InputError
+from mdnext.evaluation import evaluate as _evaluate
+from mdnext.evaluation import evaluation_datasets
+from mdnext.frames import Frames
+from mdnext.io import refuse_existing
+from mdnext.rollout import extrapolate
+from mdnext.trainer import TrainConfig, TrainState, fit
+
+__all__ = ["evaluate", "extrapolate", "resume_path", "train"]
+
+
+def resume_path(output: str | Path) -> Path:
+    """Where training writes its resumable last-epoch checkpoint for ``output``."""
+    output = Path(output)
+    return output.with_name(output.name + ".last.pt")
+
+
+def train(
+    trajectories: Frames | Sequence[Frames],
+    model: str = "equivariant",
+    *,
+    history: int = 4,
+    stride: int = 1,
+    model_options: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    horizons: Sequence[int] = (1, 10, 100),
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    plots: str | Path | None = None,
+) -> TrainedModel:
+    """Train a displacement model on ``trajectories`` and measure it against the baselines.
+
+    Args:
+        trajectories: One trajectory or several (positions in Å; dt in ps where known).
+        model: Registry name: ``"equivariant"``, ``"linear"``, or a baseline.
+        history: Number k of past displacements the model reads.
+        stride: Predict the frame ``stride`` frames ahead (and read history at that spacing).
+        model_options: Further model hyperparameters (e.g. ``{"cutoff": 6.5}`` in Å).
+        config: Optimisation settings (epochs, batch size, lr, seed, device, …).
+        test_fraction, val_fraction: Chronological split: test is the last ``test_fraction``
+            of each trajectory, validation the ``val_fraction`` before it.
+        horizons: Rollout horizons (steps) for ``rollout_rmsd``.
+        output: Checkpoint path; also enables the per-epoch ``<output>.last.pt``.
+        overwrite: Replace an existing ``output``.
+        resume: Continue from ``<output>.last.pt``.
+        plots: Directory for loss, parity and rollout plots (PNG).
+
+    Returns:
+        The trained model; ``trained.metrics`` holds the test metrics (see
+        :func:`mdnext.evaluation.evaluate`) plus ``train_seconds`` and ``epochs``.
+    """
+    frames_list = [trajectories] if isinstance(trajectories, Frames) else list(trajectories)
+    config = config or TrainConfig()
+    if output is not None:
+        refuse_existing(output, overwrite)
+    species = species_list(frames_list)
+    datasets = evaluation_datasets(frames_list, history, stride, species, test_fraction, val_fraction)
+    dt = frames_list[0].dt
+    training: dict[str, Any] = {
+        "config": config.as_dict(), "seed": config.seed, "data_hash": data_hash(frames_list),
+        "sources": [dict(f.source) for f in frames_list], "test_fraction": test_fraction,
+        "val_fraction": val_fraction,
+    }
+
+    state = None
+    if resume:
+        net, state = _resume(output, model, history, species)
+    else:
+        torch.manual_seed(config.seed)
+        net = build_model(model, {"history": history, "species": species, **(model_options or {})})
+
+    def save_last(current: Any, current_state: TrainState) -> None:
+        TrainedModel(current, stride, dt, training).save(
+            resume_path(output), overwrite=True, extra={"resume": current_state.as_dict()}
+        )
+
+    started = time.perf_counter()
+    state = fit(net, datasets.train, datasets.val, config, state=state,
+                on_epoch=save_last if output is not None else None)
+    train_seconds = state.elapsed if net.trainable else time.perf_counter() - started
+    trained = TrainedModel(net.eval(), stride, dt, training)
+    metrics = _evaluate(trained, frames_list, horizons=horizons, test_fraction=test_fraction,
+                        val_fraction=val_fraction, seed=config.seed)
+    metrics.update(train_seconds=train_seconds, epochs=state.epoch, best_epoch=state.best_epoch)
+    training.update(metrics=metrics, log=state.log)
+    if output is not None:
+        trained.save(output, overwrite=True)
+        resume_path(output).unlink(missing_ok=True)
+    if plots is not None:
+        _plot(trained, datasets, metrics, state, Path(plots))
+    return trained
+
+
+def _resume(output: str | Path | None, model: str, history: int, species: list[str]) -> tuple[Any, TrainState]:
+    """The model and trainer state saved in ``<output>.last.pt``."""
+    if output is None:
+        raise InputError("--resume needs the output path (-o) of the interrupted run")
+    path = resume_path(output)
+    checkpoint = read_checkpoint(path)
+    if "resume" not in checkpoint:
+        raise InputError(f"{path}: no trainer state to resume from")
+    if checkpoint["model"] != model or checkpoint["history"] != history or checkpoint["species"] != species:
+        raise InputError(f"{path}: was written for another model, history or data; start afresh without --resume")
+    net = build_model(checkpoint["model"], checkpoint["hparams"])
+    net.load_state_dict(checkpoint["state_dict"])
+    return net, TrainState(**checkpoint["resume"])
+
+
+def evaluate(
+    trained: TrainedModel | str | Path,
+    trajectories: Frames | Sequence[Frames],
+    *,
+    horizons: Sequence[int] = (1, 10, 100),
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Score a model (or a checkpoint path) and every baseline on the test split; see
+    :func:`mdnext.evaluation.evaluate` for the metrics (Å², Å)."""
+    if not isinstance(trained, TrainedModel):
+        trained = TrainedModel.load(trained)
+    return _evaluate(trained, trajectories, horizons=horizons, test_fraction=test_fraction,
+                     val_fraction=val_fraction, seed=seed)
+
+
+def _plot(trained: TrainedModel, datasets: Any, metrics: dict[str, Any], state: TrainState, directory: Path) -> None:
+    from mdnext.plots import plot_losses, plot_parity, plot_rollout
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if state.log:
+        plot_losses(state.log, directory / "loss.png")
+    predicted, target = [], []
+    with torch.no_grad():
+        for batch in make_loader(datasets.test, 64):
+            predicted.append(trained.model(batch))
+            target.append(batch.y)
+    plot_parity(torch.cat(predicted).numpy(), torch.cat(target).numpy(), directory / "parity.png")
+    plot_rollout({trained.model.name: metrics["rollout_rmsd"], **metrics["baseline_rollout_rmsd"]},
+                 directory / "rollout.png")

@@ -1,0 +1,116 @@
+"""Score a trained model against every baseline on the same test windows.
+
+All models are scored on identical windows: the datasets carry ``max(k, BASELINE_HISTORY)``
+past displacements and every model reads the first k it needs. The baselines that have
+something to fit (``autoregressive``: least squares; ``linear``: Adam) are fitted on the same
+training split as the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from mdnext import registry
+from mdnext.checkpoint import TrainedModel, build_model
+from mdnext.data import Datasets, make_datasets, make_loader
+from mdnext.frames import Frames
+from mdnext.metrics import equivariance_error, evaluate_windows, rollout_rmsd
+from mdnext.models.base import DisplacementModel
+from mdnext.models.baselines import BASELINES
+from mdnext.trainer import TrainConfig, fit
+
+#: Lags of the autoregressive baseline (and the least history the evaluation windows carry).
+BASELINE_HISTORY = 8
+#: Adam settings for the tutorial's linear baseline (12 parameters: a few epochs suffice).
+LINEAR_CONFIG = TrainConfig(epochs=20, batch_size=32, lr=1e-3, patience=5, quiet=True)
+
+
+def evaluation_datasets(frames_list: Sequence[Frames], history: int, stride: int, species: list[str],
+                        test_fraction: float, val_fraction: float) -> Datasets:
+    """Windows with enough history for the model and every baseline."""
+    return make_datasets(frames_list, max(history, BASELINE_HISTORY), stride, test_fraction, val_fraction, species)
+
+
+def fit_baselines(datasets: Datasets, seed: int = 0) -> dict[str, DisplacementModel]:
+    """The baselines (and the linear model) fitted on ``datasets.train``."""
+    models: dict[str, DisplacementModel] = {}
+    for name in (*BASELINES, "linear"):
+        history = BASELINE_HISTORY if name == "autoregressive" else registry.models.get(name).min_history
+        torch.manual_seed(seed)
+        model = build_model(name, {"history": history, "species": datasets.species})
+        config = LINEAR_CONFIG if model.trainable else TrainConfig(quiet=True)
+        fit(model, datasets.train, datasets.val, TrainConfig(**{**config.as_dict(), "seed": seed}))
+        models[name] = model.eval()
+    return models
+
+
+def score(model: DisplacementModel, datasets: Datasets, frames_list: Sequence[Frames], horizons: Sequence[int],
+          batch_size: int = 64, max_starts: int = 64) -> dict[str, Any]:
+    """Test ``mse`` (Å²) and ``rollout_rmsd`` (Å, averaged over trajectories) of one model."""
+    loader = make_loader(datasets.test, batch_size)
+    rmsd: dict[str, list[float]] = {}
+    for frames, frame_range in zip(frames_list, datasets.ranges["test"]):
+        for horizon, value in rollout_rmsd(model, frames, frame_range, horizons, datasets.stride, max_starts).items():
+            rmsd.setdefault(str(horizon), []).append(value)
+    return {
+        "mse": evaluate_windows(model, loader),
+        "rollout_rmsd": {h: float(np.mean(values)) for h, values in rmsd.items()},
+    }
+
+
+def evaluate(
+    trained: TrainedModel,
+    frames_list: Sequence[Frames] | Frames,
+    *,
+    horizons: Sequence[int] = (1, 10, 100),
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Metrics of ``trained`` and every baseline on the test split of ``frames_list``.
+
+    Returns:
+        ``mse`` (Å², mean over test windows, atoms and x/y/z), ``rollout_rmsd`` ({"h": Å}),
+        ``baselines`` ({name: mse}), ``baseline_rollout_rmsd`` ({name: {"h": Å}}),
+        ``equivariance_error`` (Å) and its ratio to the test displacement RMS
+        (``equivariance_error_relative``), ``baseline_equivariance_error`` ({name: Å}),
+        ``displacement_rms`` (Å) and the ``splits`` (windows per split).
+    """
+    if isinstance(frames_list, Frames):
+        frames_list = [frames_list]
+    datasets = evaluation_datasets(frames_list, trained.history, trained.stride, trained.species,
+                                   test_fraction, val_fraction)
+    model = trained.model.eval()
+    result = score(model, datasets, frames_list, horizons)
+    sample = next(iter(make_loader(datasets.test, 8)))
+    displacement_rms = float(torch.sqrt(torch.mean(torch.cat([d.y for d in datasets.test]) ** 2)))
+    result["equivariance_error"] = equivariance_error(model, sample)
+    result["equivariance_error_relative"] = result["equivariance_error"] / displacement_rms
+    result["displacement_rms"] = displacement_rms
+    result["baselines"], result["baseline_rollout_rmsd"], result["baseline_equivariance_error"] = {}, {}, {}
+    for name, baseline in fit_baselines(datasets, seed).items():
+        scores = score(baseline, datasets, frames_list, horizons)
+        result["baselines"][name] = scores["mse"]
+        result["baseline_rollout_rmsd"][name] = scores["rollout_rmsd"]
+        result["baseline_equivariance_error"][name] = equivariance_error(baseline, sample)
+    result["splits"] = {name: len(getattr(datasets, name)) for name in ("train", "val", "test")}
+    result["history"], result["stride"] = trained.history, trained.stride
+    return result
+
+
+def format_table(metrics: dict[str, Any], model_name: str = "model") -> str:
+    """The model and every baseline side by side: test MSE and rollout RMSD per horizon."""
+    horizons = sorted({int(h) for h in metrics["rollout_rmsd"]} |
+                      {int(h) for rows in metrics["baseline_rollout_rmsd"].values() for h in rows})
+    header = f"{'model':<24}{'test MSE (Å²)':>15}" + "".join(f"{'RMSD@' + str(h) + ' (Å)':>16}" for h in horizons)
+    rows = [(model_name, metrics["mse"], metrics["rollout_rmsd"])]
+    rows += [(name, metrics["baselines"][name], metrics["baseline_rollout_rmsd"][name]) for name in metrics["baselines"]]
+    lines = [header, "-" * len(header)]
+    for name, mse, rmsd in rows:
+        cells = "".join(f"{rmsd[str(h)]:>16.4g}" if str(h) in rmsd else f"{'—':>16}" for h in horizons)
+        lines.append(f"{name:<24}{mse:>15.4g}{cells}")
+    return "\n".join(lines)
