@@ -33,13 +33,14 @@ def versions() -> dict[str, str]:
 
     import mdnext
 
-    return {
+    found = {
         "mdnext": mdnext.__version__,
-        "torch": torch.__version__,
+        "torch": torch.__version__,  # a str subclass that weights_only loading refuses
         "e3nn": e3nn.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+    return {name: str(version) for name, version in found.items()}
 
 
 def data_hash(frames_list: list[Frames]) -> str:

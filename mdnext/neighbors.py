@@ -123,7 +123,7 @@ def radius_graph(
     start = 0
     for b, count in enumerate(counts):
         stop = start + count
-        if count > 1:
+        if count:
             i, j, vec = _one_structure(calculator, sorted_pos[start:stop], cell[b], pbc[b], b)
             centres.append(i + start)
             neighbours.append(j + start)
@@ -145,7 +145,8 @@ def _one_structure(
     if bool(pbc.any()):
         completed = _completed_cell(cell, pbc)
         _check_invertible(completed, pbc, f"structure {index}")
-        # Wrap into the box along periodic directions; vesin's vectors include the shifts.
+        # vesin 0.6 accepts unwrapped positions; wrapping along periodic directions keeps
+        # coordinates small for any vesin version. Its vectors include the image shifts.
         fractional = pos @ torch.linalg.inv(completed)
         pos = pos - torch.where(pbc, torch.floor(fractional), torch.zeros_like(fractional)) @ completed
         box = completed

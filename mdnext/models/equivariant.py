@@ -1,0 +1,252 @@
+"""The E(3)-equivariant e3nn model: a physics prior plus a learned, gated tensor-product residual.
+
+NequIP-style message passing on a cutoff radius graph (:func:`mdnext.neighbors.radius_graph`):
+
+* node inputs: a constant ``0e``, the species one-hot (``0e``) and the k past displacements
+  (k × ``1o``) divided by ``displacement_scale``;
+* edges: spherical harmonics up to ``lmax`` of the edge vectors and Bessel functions of the
+  edge length times a smooth polynomial envelope that vanishes at the cutoff;
+* ``num_layers`` interactions: per-edge tensor products whose weights come from a radial MLP,
+  summed over neighbours / √``avg_num_neighbors``, a species-dependent self-connection, a
+  gate nonlinearity and a residual connection;
+* a ``1o`` head, initialised to zero so that an untrained model *is* its prior.
+
+Prediction (Å, float64) = prior + ``residual_scale`` × head. Positions, differences and the
+prior stay in float64; only the normalised inputs are cast to the network's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet, Gate
+
+from mdnext.errors import MDNextError, first_line
+from mdnext.models.base import DisplacementModel
+from mdnext.models.baselines import Autoregressive, ConstantVelocity, ZeroDisplacement
+from mdnext.neighbors import radius_graph
+
+PRIORS = {"zero": ZeroDisplacement, "constant_velocity": ConstantVelocity, "autoregressive": Autoregressive}
+
+
+class BesselBasis(torch.nn.Module):
+    """``√2 sin(nπ r/r_c) / (r/r_c)``, n = 1…num_basis, times a smooth cutoff envelope.
+
+    The envelope is the p = 6 polynomial ``1 - 28 x⁶ + 48 x⁷ - 21 x⁸`` (x = r/r_c), which
+    goes to zero at the cutoff with its first two derivatives.
+
+    Args:
+        cutoff: r_c, Å.
+        num_basis: Number of Bessel functions.
+    """
+
+    def __init__(self, cutoff: float, num_basis: int) -> None:
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.register_buffer("frequencies", math.pi * torch.arange(1, num_basis + 1, dtype=torch.float64))
+
+    def forward(self, length: torch.Tensor) -> torch.Tensor:
+        """(E,) float64 edge lengths in Å (all > 0) → (E, num_basis) float64."""
+        x = (length / self.cutoff).unsqueeze(-1)
+        bessel = math.sqrt(2.0) * torch.sin(self.frequencies * x) / x
+        envelope = 1.0 - 28.0 * x**6 + 48.0 * x**7 - 21.0 * x**8
+        return bessel * torch.where(x < 1.0, envelope, torch.zeros_like(envelope))
+
+
+class Interaction(torch.nn.Module):
+    """One gated tensor-product convolution with self-connection and residual, hidden → hidden.
+
+    Args:
+        irreps_hidden: Node feature irreps (sorted, simplified), with at least one l > 0 irrep.
+        irreps_sh: Edge spherical-harmonic irreps.
+        irreps_attr: Node attribute irreps (species one-hot, ``Sx0e``).
+        num_basis: Radial basis size.
+        radial_hidden: Width of the radial MLP's hidden layer.
+    """
+
+    def __init__(
+        self, irreps_hidden: o3.Irreps, irreps_sh: o3.Irreps, irreps_attr: o3.Irreps, num_basis: int, radial_hidden: int
+    ) -> None:
+        super().__init__()
+        scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l == 0])
+        gated = o3.Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l > 0])
+        self.gate = Gate(
+            scalars,
+            [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars],
+            o3.Irreps(f"{gated.num_irreps}x0e"),
+            [torch.sigmoid],
+            gated,
+        )
+        # Every hidden irrep reaches itself through the l = 0 harmonic, so all targets are fed.
+        targets = {ir for _, ir in self.gate.irreps_in}
+        irreps_mid, instructions = [], []
+        for i, (mul, ir_in) in enumerate(irreps_hidden):
+            for j, (_, ir_edge) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_edge:
+                    if ir_out in targets:
+                        instructions.append((i, j, len(irreps_mid), "uvu", True))
+                        irreps_mid.append((mul, ir_out))
+        irreps_mid = o3.Irreps(irreps_mid)
+        self.linear_in = o3.Linear(irreps_hidden, irreps_hidden)
+        self.tp = o3.TensorProduct(
+            irreps_hidden, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
+        )
+        self.radial = FullyConnectedNet([num_basis, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu)
+        self.linear_out = o3.Linear(irreps_mid, self.gate.irreps_in)
+        self.self_connection = o3.FullyConnectedTensorProduct(irreps_hidden, irreps_attr, self.gate.irreps_in)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attrs: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_sh: torch.Tensor,
+        edge_basis: torch.Tensor,
+        inv_sqrt_neighbors: torch.Tensor,
+    ) -> torch.Tensor:
+        """(n, hidden) features → (n, hidden); messages flow from neighbour ``edge_index[1]`` to centre ``[0]``."""
+        centre, neighbour = edge_index
+        h = self.linear_in(x)
+        messages = self.tp(h[neighbour], edge_sh, self.radial(edge_basis))
+        summed = torch.zeros(x.shape[0], messages.shape[1], dtype=messages.dtype, device=messages.device)
+        summed = summed.index_add(0, centre, messages) * inv_sqrt_neighbors
+        return x + self.gate(self.linear_out(summed) + self.self_connection(x, attrs))
+
+
+class EquivariantModel(DisplacementModel):
+    """Prior (zero, constant velocity or least-squares autoregressive) plus an e3nn residual.
+
+    Args:
+        history: Number k of past displacements read (``history[:, :k]``).
+        species: Species names, in the order of the ``species`` codes.
+        cutoff: Radius of the neighbour graph, Å.
+        prior: ``"zero"``, ``"constant_velocity"`` or ``"autoregressive"``; None picks
+            ``"autoregressive"`` for k ≥ 1 and ``"zero"`` for k = 0.
+        hidden_irreps: Node feature irreps, e.g. ``"16x0e + 8x1o + 4x2e"``; must hold ``1o``.
+        lmax: Largest degree of the edge spherical harmonics.
+        num_layers: Number of interaction layers.
+        num_basis: Number of Bessel radial functions.
+        radial_hidden: Width of the radial MLPs' hidden layer.
+    """
+
+    name = "equivariant"
+    trainable = True
+
+    def __init__(
+        self,
+        history: int,
+        species: list[str],
+        cutoff: float = 5.0,
+        prior: str | None = None,
+        hidden_irreps: str = "16x0e + 8x1o + 4x2e",
+        lmax: int = 2,
+        num_layers: int = 2,
+        num_basis: int = 8,
+        radial_hidden: int = 16,
+    ) -> None:
+        super().__init__(history, species)
+        if prior is None:
+            prior = "autoregressive" if self.history >= 1 else "zero"
+        if prior not in PRIORS:
+            raise MDNextError(f"unknown prior {prior!r}; known priors: {', '.join(PRIORS)}")
+        if self.history < PRIORS[prior].min_history:
+            raise MDNextError(f"prior {prior!r} needs history >= 1; with history 0 use prior 'zero'")
+        if not cutoff > 0 or min(lmax, num_layers, num_basis, radial_hidden, len(self.species)) < 1:
+            raise MDNextError("cutoff, lmax, num_layers, num_basis, radial_hidden and species must be positive")
+        try:
+            irreps_hidden = o3.Irreps(hidden_irreps).sort().irreps.simplify()
+        except (ValueError, AssertionError) as exc:
+            raise MDNextError(f"hidden irreps {hidden_irreps!r}: {first_line(exc)}") from None
+        if o3.Irrep("1o") not in irreps_hidden or o3.Irrep("0e") not in irreps_hidden:
+            raise MDNextError(f"hidden irreps {hidden_irreps!r} must contain 0e and 1o")
+        self.cutoff = float(cutoff)
+        self.prior = prior
+        self.hidden_irreps = str(irreps_hidden)
+        self.lmax, self.num_layers = int(lmax), int(num_layers)
+        self.num_basis, self.radial_hidden = int(num_basis), int(radial_hidden)
+
+        self.prior_model = PRIORS[prior](self.history, self.species)
+        irreps_attr = o3.Irreps(f"{len(self.species)}x0e")
+        irreps_in = o3.Irreps(f"{1 + len(self.species)}x0e") + o3.Irreps(f"{self.history}x1o" if self.history else "")
+        irreps_sh = o3.Irreps.spherical_harmonics(self.lmax)
+        self.embed = o3.Linear(irreps_in, irreps_hidden)
+        self.spherical_harmonics = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")
+        self.basis = BesselBasis(self.cutoff, self.num_basis)
+        self.layers = torch.nn.ModuleList(
+            Interaction(irreps_hidden, irreps_sh, irreps_attr, self.num_basis, self.radial_hidden)
+            for _ in range(self.num_layers)
+        )
+        self.head = o3.Linear(irreps_hidden, o3.Irreps("1x1o"))
+        torch.nn.init.zeros_(self.head.weight)
+        float64 = {"dtype": torch.float64}
+        self.register_buffer("displacement_scale", torch.tensor(1.0, **float64))
+        self.register_buffer("residual_scale", torch.tensor(1.0, **float64))
+        self.register_buffer("avg_num_neighbors", torch.tensor(1.0, **float64))
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return {
+            **super().hparams,
+            "cutoff": self.cutoff,
+            "prior": self.prior,
+            "hidden_irreps": self.hidden_irreps,
+            "lmax": self.lmax,
+            "num_layers": self.num_layers,
+            "num_basis": self.num_basis,
+            "radial_hidden": self.radial_hidden,
+        }
+
+    def fit_closed_form(self, loader: Any) -> None:
+        """Fit the prior, then the scales and the mean neighbour count, on training windows.
+
+        Sets ``displacement_scale`` (RMS of one component of the history displacements, of
+        ``y`` when k = 0), ``residual_scale`` (RMS of ``y - prior``) and
+        ``avg_num_neighbors`` (edges per atom within the cutoff). A scale that comes out
+        zero (motionless data, an exact prior) is left at 1 so that nothing divides by zero.
+
+        Args:
+            loader: Batches of training windows; iterated twice, so a list or a DataLoader,
+                not a one-shot generator.
+        """
+        self.prior_model.fit_closed_form(loader)
+        displacement_sq = residual_sq = 0.0
+        displacement_count = atoms = edges = 0
+        with torch.no_grad():
+            for data in loader:
+                y = data.y.to(torch.float64)
+                source = data.history[:, : self.history].to(torch.float64) if self.history else y
+                displacement_sq += float(source.square().sum())
+                displacement_count += source.numel()
+                residual_sq += float((y - self.prior_model(data)).square().sum())
+                atoms += y.shape[0]
+                edges += self._graph(data)[0].shape[1]
+        if atoms == 0:
+            raise MDNextError("no training windows to fit the equivariant model's scales on")
+        values = (math.sqrt(displacement_sq / displacement_count), math.sqrt(residual_sq / (3 * atoms)), edges / atoms)
+        for buffer, value in zip((self.displacement_scale, self.residual_scale, self.avg_num_neighbors), values):
+            buffer.fill_(value if math.isfinite(value) and value > 0 else 1.0)
+
+    def _graph(self, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Edge index (2, E) and float64 edge vectors (E, 3), Å, within the cutoff."""
+        return radius_graph(data.pos, self.cutoff, getattr(data, "batch", None), data.cell, data.pbc)
+
+    def forward(self, data: Any) -> torch.Tensor:
+        """Predicted displacement (n, 3) float64, Å: prior + residual_scale × network output."""
+        prior = self.prior_model(data)
+        dtype = self.head.weight.dtype
+        edge_index, edge_vec = self._graph(data)
+        attrs = torch.nn.functional.one_hot(data.species.long(), len(self.species)).to(torch.float64)
+        history = data.history[:, : self.history].to(torch.float64) / self.displacement_scale
+        constant = torch.ones_like(attrs[:, :1])
+        node_in = torch.cat([constant, attrs, history.flatten(1)], dim=1).to(dtype)
+        edge_sh = self.spherical_harmonics(edge_vec.to(dtype))
+        edge_basis = self.basis(torch.linalg.norm(edge_vec, dim=1)).to(dtype)
+        inv_sqrt_neighbors = self.avg_num_neighbors.rsqrt().to(dtype)
+        attrs = attrs.to(dtype)
+        x = self.embed(node_in)
+        for layer in self.layers:
+            x = layer(x, attrs, edge_index, edge_sh, edge_basis, inv_sqrt_neighbors)
+        return prior + self.residual_scale * self.head(x).to(torch.float64)

@@ -1,0 +1,136 @@
+"""mdnext.train end to end on small data: metrics, determinism, checkpoints and resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import mdnext
+from mdnext.api import resume_path
+from mdnext.checkpoint import TrainedModel, read_checkpoint
+from mdnext.errors import InputError
+from mdnext.trainer import TrainConfig
+
+from conftest import BUNDLED_PATHS
+
+BASELINE_NAMES = {"zero", "constant_velocity", "constant_acceleration", "autoregressive", "linear"}
+
+
+@pytest.fixture(scope="module")
+def polymer():
+    """The first 300 frames of the bundled polymer (dt 1.25 fs)."""
+    return mdnext.load(BUNDLED_PATHS, dt=0.00125)[:300]
+
+
+def small_config(**kw):
+    return TrainConfig(**{"epochs": 3, "batch_size": 16, "quiet": True, **kw})
+
+
+def test_linear_training_reports_every_baseline(polymer):
+    trained = mdnext.train(polymer, "linear", history=0, config=small_config(), horizons=(1, 10))
+    metrics = trained.metrics
+    assert set(metrics["baselines"]) == BASELINE_NAMES
+    assert set(metrics["rollout_rmsd"]) == {"1", "10"}
+    assert metrics["epochs"] == 3 and metrics["train_seconds"] > 0
+    assert metrics["splits"]["test"] > 0 and metrics["splits"]["train"] > metrics["splits"]["test"]
+    # the tutorial's linear model is not rotation-equivariant, the baselines are
+    assert metrics["equivariance_error_relative"] > 1e-2
+    assert metrics["baseline_equivariance_error"]["autoregressive"] < 1e-12
+    # constant acceleration beats standing still on this smooth trajectory
+    assert metrics["baselines"]["constant_acceleration"] < 1e-2 * metrics["baselines"]["zero"]
+    json.dumps(metrics)  # plain data
+
+
+def test_baseline_metrics_match_hand_computation(polymer):
+    trained = mdnext.train(polymer, "constant_velocity", history=1, config=small_config(), horizons=(1,))
+    x = polymer.positions
+    d = np.diff(x, axis=0)
+    start = trained.metrics["splits"]
+    # test windows: current frames t with t - 8 >= first test frame and t + 1 inside the test split
+    first_test = 300 - round(0.2 * 300)
+    t = np.arange(first_test + 8, 299)
+    expected = np.mean((d[t] - d[t - 1]) ** 2)
+    assert start["test"] == len(t)
+    assert trained.metrics["mse"] == pytest.approx(expected, rel=1e-12)
+    assert trained.metrics["baselines"]["constant_velocity"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_same_seed_same_metrics(polymer):
+    runs = [mdnext.train(polymer, "equivariant", history=2, config=small_config(epochs=2), horizons=(1,))
+            for _ in range(2)]
+    assert runs[0].metrics["mse"] == runs[1].metrics["mse"]
+    for a, b in zip(runs[0].model.state_dict().values(), runs[1].model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(polymer, tmp_path, monkeypatch):
+    config = small_config(epochs=4)
+    reference = mdnext.train(polymer, "equivariant", history=2, config=config, horizons=(1,),
+                             output=tmp_path / "ref.pt")
+    output = tmp_path / "model.pt"
+
+    import mdnext.trainer as trainer
+
+    original = trainer._train_epoch
+    calls = {"n": 0}
+
+    def dying_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Interrupt("killed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_train_epoch", dying_epoch)
+    with pytest.raises(Interrupt):
+        mdnext.train(polymer, "equivariant", history=2, config=config, horizons=(1,), output=output)
+    assert not output.exists()
+    last = read_checkpoint(resume_path(output))
+    assert last["resume"]["epoch"] == 2
+    monkeypatch.setattr(trainer, "_train_epoch", original)
+
+    resumed = mdnext.train(polymer, "equivariant", history=2, config=config, horizons=(1,), output=output,
+                           resume=True)
+    assert resumed.metrics["epochs"] == 4
+    assert not resume_path(output).exists()
+    again = TrainedModel.load(output)
+    assert again.metrics["mse"] == pytest.approx(reference.metrics["mse"], rel=1e-12)
+    for a, b in zip(again.model.state_dict().values(), reference.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_is_safe_and_refuses_pickles(polymer, tmp_path):
+    trained = mdnext.train(polymer, "linear", history=0, config=small_config(epochs=1), horizons=(1,))
+    path = trained.save(tmp_path / "lin.pt")
+    raw = torch.load(path, weights_only=True)
+    assert raw["model"] == "linear" and raw["format_version"] == 1 and "torch" in raw["versions"]
+    back = TrainedModel.load(path)
+    assert back.stride == 1 and back.dt == pytest.approx(0.00125)
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"format_version": 1, "model": "linear", "payload": Interrupt("x")}, unsafe)
+    with pytest.raises(InputError, match="not a safe mdnext checkpoint"):
+        TrainedModel.load(unsafe)
+    not_ours = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, not_ours)
+    with pytest.raises(InputError, match="not an mdnext checkpoint"):
+        TrainedModel.load(not_ours)
+
+
+def test_existing_output_and_bad_resume(polymer, tmp_path):
+    out = tmp_path / "m.pt"
+    out.write_bytes(b"keep")
+    with pytest.raises(Exception, match="exists"):
+        mdnext.train(polymer, "linear", history=0, config=small_config(), output=out)
+    assert out.read_bytes() == b"keep"
+    with pytest.raises(InputError, match="no such model file"):
+        mdnext.train(polymer, "linear", history=0, config=small_config(), output=tmp_path / "n.pt", resume=True)
+
+
+def test_plots_are_written(polymer, tmp_path):
+    mdnext.train(polymer, "linear", history=0, config=small_config(epochs=2), horizons=(1, 5), plots=tmp_path)
+    for name in ("loss.png", "parity.png", "rollout.png"):
+        assert (tmp_path / name).stat().st_size > 1000
