@@ -1,0 +1,206 @@
+"""The command line through click's CliRunner: info, convert, train, evaluate, extrapolate."""
+
+import json
+
+import MDAnalysis as mda
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from MDAnalysisTests.datafiles import DCD, GRO, PSF, XTC, XYZ
+
+import mdnext
+from mdnext.cli import main
+
+from conftest import BUNDLED_PATHS
+
+
+def run(*args, code=0):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result
+
+
+def assert_user_error(result, *fragments):
+    """Exit code 2, one line on the terminal, no traceback."""
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def info_json(*args):
+    return json.loads(run("info", *args, "--json").output)
+
+
+def test_info_bundled_npz():
+    summary = info_json(BUNDLED_PATHS)
+    assert summary["n_frames"] == 2048 and summary["n_atoms"] == 12
+    assert summary["positions_nbytes"] == 2048 * 12 * 3 * 8
+
+
+def test_info_tutorial_npz(tutorial_paths):
+    summary = info_json(tutorial_paths)
+    assert (summary["n_frames"], summary["n_atoms"]) == (2048, 12)
+
+
+@pytest.mark.parametrize("topology, trajectory", [(PSF, DCD), (GRO, XTC), (None, XYZ)])
+def test_info_matches_mdanalysis(topology, trajectory):
+    args = [trajectory] + (["--topology", topology] if topology else [])
+    summary = info_json(*args)
+    u = mda.Universe(topology, trajectory) if topology else mda.Universe(trajectory)
+    assert summary["n_frames"] == u.trajectory.n_frames
+    assert summary["n_atoms"] == u.atoms.n_atoms
+    if trajectory in (DCD, XTC):
+        assert summary["dt_ps"] == pytest.approx(u.trajectory.dt)
+    if u.dimensions is not None and np.any(u.dimensions[:3] > 0):
+        assert summary["cell_lengths_first_frame"] == pytest.approx(u.dimensions[:3], rel=1e-5)
+    else:
+        assert summary["cell_first_frame"] is None
+    if topology == PSF:
+        assert (summary["n_frames"], summary["n_atoms"]) == (98, 3341)
+
+
+def test_info_matches_ase_extxyz(tmp_path):
+    from ase.build import bulk
+    from ase.io import read, write
+
+    images = []
+    for i in range(4):
+        atoms = bulk("Cu", cubic=True) * (2, 2, 2)
+        atoms.rattle(0.05, seed=i)
+        atoms.info["time_ps"] = 0.01 * i
+        images.append(atoms)
+    path = tmp_path / "cu.extxyz"
+    write(path, images)
+    summary = info_json(path)
+    back = read(path, ":")
+    assert summary["n_frames"] == len(back) and summary["n_atoms"] == len(back[0])
+    assert summary["species"] == {"Cu": 32}
+    assert summary["dt_ps"] == pytest.approx(0.01)
+    np.testing.assert_allclose(summary["cell_first_frame"], back[0].cell.array)
+    assert summary["pbc"] == back[0].pbc.tolist()
+
+
+def test_info_human_readable():
+    output = run("info", DCD, "-t", PSF).output
+    assert "3341" in output and "98" in output and "dt:" in output
+
+
+def test_convert_with_stride_and_selection(tmp_path):
+    out = tmp_path / "ca.xyz"
+    result = run("convert", DCD, out, "-t", PSF, "--select", "name CA", "--stride", "10")
+    assert "wrote 10 frames of 214 atoms" in result.output
+    frames = mdnext.load(out)
+    assert frames.n_frames == 10 and frames.n_atoms == 214
+    assert_user_error(CliRunner().invoke(main, ["convert", str(DCD), str(out), "-t", str(PSF)]), "exists")
+
+
+@pytest.mark.parametrize(
+    "make, fragments",
+    [
+        (lambda p: ("info", p / "missing.dcd"), ["missing.dcd", "no such file"]),
+        (lambda p: ("info", p / "x.weird"), ["x.weird", "no reader"]),
+        (lambda p: ("info", DCD), ["needs a topology"]),
+        (lambda p: ("info", DCD, "-t", PSF, "--select", "name NOPE"), ["selection"]),
+        (lambda p: ("info", XTC, "-t", PSF), ["atoms"]),
+    ],
+)
+def test_info_bad_input(tmp_path, make, fragments):
+    (tmp_path / "x.weird").write_text("1")
+    assert_user_error(CliRunner().invoke(main, [str(a) for a in make(tmp_path)]), *fragments)
+
+
+def test_bad_input_files(tmp_path):
+    truncated = tmp_path / "cut.dcd"
+    truncated.write_bytes(open(DCD, "rb").read()[:20000])
+    assert_user_error(CliRunner().invoke(main, ["info", str(truncated), "-t", str(PSF)]), "cut.dcd")
+    changing = tmp_path / "changing.xyz"
+    changing.write_text("2\nframe\nC 0 0 0\nC 1 0 0\n3\nframe\nC 0 0 0\nC 1 0 0\nC 2 0 0\n")
+    assert_user_error(CliRunner().invoke(main, ["info", str(changing)]), "changing.xyz")
+    nan = tmp_path / "nan.xyz"
+    nan.write_text("2\nframe\nC 0 0 0\nC nan 0 0\n")
+    assert_user_error(CliRunner().invoke(main, ["info", str(nan)]), "nan.xyz")
+
+
+@pytest.fixture(scope="module")
+def polymer_file(tmp_path_factory):
+    """The first 400 frames of the bundled polymer as an mdnext npz with dt."""
+    path = tmp_path_factory.mktemp("poly") / "poly.npz"
+    mdnext.save(mdnext.load(BUNDLED_PATHS, dt=0.00125)[:400], path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_file(polymer_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "model.pt"
+    metrics = out.with_suffix(".json")
+    result = CliRunner().invoke(main, ["train", str(polymer_file), "-k", "2", "--epochs", "2", "-q",
+                                       "-o", str(out), "--metrics", str(metrics)])
+    assert result.exit_code == 0, result.output
+    return out, metrics, result.output
+
+
+def test_train_writes_model_and_metrics(trained_file):
+    out, metrics_path, output = trained_file
+    metrics = json.loads(metrics_path.read_text())
+    for key in ("mse", "baselines", "rollout_rmsd", "equivariance_error", "train_seconds", "epochs", "splits"):
+        assert key in metrics
+    assert set(metrics["baselines"]) == {"zero", "constant_velocity", "constant_acceleration", "autoregressive", "linear"}
+    assert set(metrics["rollout_rmsd"]) == {"1", "10", "100"} or set(metrics["rollout_rmsd"]) <= {"1", "10"}
+    assert metrics["equivariance_error_relative"] < 1e-4
+    assert "autoregressive" in output and out.exists()
+
+
+def test_evaluate_prints_table_and_json(trained_file, polymer_file, tmp_path):
+    out, _, _ = trained_file
+    json_path = tmp_path / "eval.json"
+    result = run("evaluate", polymer_file, "--model", out, "--horizons", "1,5", "--json", json_path)
+    assert "constant_velocity" in result.output and "RMSD@5" in result.output
+    assert set(json.loads(json_path.read_text())["rollout_rmsd"]) == {"1", "5"}
+    assert_user_error(CliRunner().invoke(main, ["evaluate", str(polymer_file), "--model", str(out), "--horizons", "a"]),
+                      "--horizons")
+
+
+def test_extrapolate_with_model(trained_file, polymer_file, tmp_path):
+    out, _, _ = trained_file
+    target = tmp_path / "next.dcd"
+    run("extrapolate", polymer_file, "--model", out, "-n", 7, "-o", target)
+    source = mdnext.load(polymer_file)
+    written = mda.Universe(str(_pdb_topology(source, tmp_path)), str(target))
+    assert written.trajectory.n_frames == 7
+    assert written.trajectory.dt == pytest.approx(0.00125, rel=1e-5)
+    assert written.trajectory[0].time == pytest.approx(source.times[-1] + 0.00125, rel=1e-5)
+
+
+def _pdb_topology(frames, tmp_path):
+    path = tmp_path / "top.pdb"
+    mdnext.save(frames[-1], path)
+    return path
+
+
+def test_extrapolate_bad_input(trained_file, polymer_file, tmp_path):
+    out, _, _ = trained_file
+    existing = tmp_path / "exists.xyz"
+    existing.write_text("keep")
+    cases = [
+        (["-n", "0", "-o", str(tmp_path / "a.xyz")], ["-n"]),
+        (["-n", "-3", "-o", str(tmp_path / "a.xyz")], ["-n"]),
+        (["-n", "5", "-o", str(tmp_path / "a.unknownext")], ["no writer"]),
+        (["-n", "5", "-o", str(existing)], ["exists"]),
+    ]
+    for extra, fragments in cases:
+        result = CliRunner().invoke(main, ["extrapolate", str(polymer_file), "--model", str(out), *extra])
+        assert_user_error(result, *fragments)
+    assert existing.read_text() == "keep"
+    assert not (tmp_path / "a.xyz").exists() and not (tmp_path / "a.unknownext").exists()
+    short = tmp_path / "short.npz"
+    mdnext.save(mdnext.load(polymer_file)[:2], short)
+    assert_user_error(CliRunner().invoke(main, ["extrapolate", str(short), "--model", str(out), "-n", "3",
+                                                "-o", str(tmp_path / "b.xyz")]), "history")
+    other = tmp_path / "other.npz"
+    frames = mdnext.load(polymer_file)
+    mdnext.save(frames.replace(species=np.array(["Ar"] * 12)), other)
+    assert_user_error(CliRunner().invoke(main, ["extrapolate", str(other), "--model", str(out), "-n", "3",
+                                                "-o", str(tmp_path / "c.xyz")]), "Ar")
