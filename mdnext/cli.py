@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,9 @@ def input_options(func: Callable) -> Callable:
 @click.version_option(mdnext.__version__, prog_name="mdnext")
 def main() -> None:
     """Learn the dynamics in a molecular trajectory and extrapolate it."""
+    # Runs before torch is imported: MKL would otherwise use fewer threads on a busy machine
+    # and change float sums, so that the same --seed would not give the same model.
+    os.environ.setdefault("MKL_DYNAMIC", "FALSE")
 
 
 @main.command()
@@ -90,6 +94,7 @@ def training_options(func: Callable) -> Callable:
         click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1)),
         click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Initial learning rate (cosine-annealed)."),
         click.option("--time-limit", default=None, type=click.FloatRange(min=0, min_open=True), help="Training budget in minutes."),
+        click.option("--unroll", default=1, show_default=True, type=click.IntRange(min=1), help="Train on rollouts of this many steps (stabler long extrapolation)."),
         click.option("--seed", default=0, show_default=True, type=int),
         click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True)),
         click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True)),
@@ -107,7 +112,7 @@ def _train(trajs: list[mdnext.Frames], model: str, options: dict[str, Any], **kw
 
     config = TrainConfig(
         epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"], seed=options["seed"],
-        device=options["device"], quiet=options["quiet"],
+        device=options["device"], quiet=options["quiet"], unroll=options["unroll"],
         time_limit=None if options["time_limit"] is None else 60.0 * options["time_limit"],
     )
     model_options = {} if options["cutoff"] is None else {"cutoff": options["cutoff"]}

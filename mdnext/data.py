@@ -249,21 +249,34 @@ class WindowDataset(torch.utils.data.Dataset):
 
     @classmethod
     def _from_tracks(
-        cls, tracks: list[_Track], history: int, stride: int, ranges: list[range], species: list[str]
+        cls, tracks: list[_Track], history: int, stride: int, ranges: list[range], species: list[str],
+        horizon: int = 1,
     ) -> WindowDataset:
         dataset = cls.__new__(cls)
-        dataset._init(tracks, history, stride, ranges, species)
+        dataset._init(tracks, history, stride, ranges, species, horizon)
         return dataset
 
-    def _init(self, tracks: list[_Track], history: int, stride: int, ranges: list[range], species: list[str]) -> None:
+    def with_horizon(self, horizon: int) -> WindowDataset:
+        """The windows of the same ranges that also carry the next ``horizon`` displacements.
+
+        Items then hold ``future`` (N, horizon, 3) float64, Å: ``future[:, j] = x[t + (j+1) s] - x[t + j s]``
+        (``y`` is ``future[:, 0]``); a window needs ``t + horizon * s`` inside its range.
+        """
+        if int(horizon) != horizon or horizon < 1:
+            raise DataError(f"horizon must be a whole number >= 1, got {horizon}")
+        return self._from_tracks(self._tracks, self.history, self.stride, self.ranges, self.species, int(horizon))
+
+    def _init(self, tracks: list[_Track], history: int, stride: int, ranges: list[range], species: list[str],
+              horizon: int = 1) -> None:
         self.history = int(history)
         self.stride = int(stride)
+        self.horizon = int(horizon)
         self.species = list(species)
         self.ranges = list(ranges)
         self._tracks = tracks
         which, frame = [], []
         for i, r in enumerate(ranges):
-            first, last = r.start + history * stride, r.stop - 1 - stride
+            first, last = r.start + history * stride, r.stop - 1 - horizon * stride
             if last >= first:
                 which.append(np.full(last - first + 1, i, dtype=np.int64))
                 frame.append(np.arange(first, last + 1, dtype=np.int64))
@@ -290,7 +303,7 @@ class WindowDataset(torch.utils.data.Dataset):
         u = int(self._frame[index]) - track.offset
         lags = u - self.stride * torch.arange(1, self.history + 1)
         history = track.disp[lags].permute(1, 0, 2).contiguous()
-        return Data(
+        data = Data(
             pos=track.pos[u],
             history=history,
             y=track.disp[u],
@@ -298,6 +311,9 @@ class WindowDataset(torch.utils.data.Dataset):
             cell=track.cell[u].unsqueeze(0),
             pbc=track.pbc,
         )
+        if self.horizon > 1:
+            data.future = track.disp[u + self.stride * torch.arange(self.horizon)].permute(1, 0, 2).contiguous()
+        return data
 
 
 @dataclasses.dataclass(frozen=True)

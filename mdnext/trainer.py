@@ -34,9 +34,14 @@ class TrainConfig:
         time_limit: Wall-clock budget in seconds (None: none). The schedule follows whichever
             of epochs and time runs out first, so a time-limited run still ends annealed (but
             then depends on the machine's speed).
-        seed: Seeds model initialisation and batch order; same seed, same result on CPU.
+        seed: Seeds model initialisation and batch order; same seed, same result on CPU
+            (with ``MKL_DYNAMIC=FALSE`` in the environment before torch loads, as the CLI
+            sets it: otherwise MKL may use fewer threads on a busy machine and round differently).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         quiet: No progress bar.
+        unroll: Steps of the training rollout: with ``unroll > 1`` the model is fed its own
+            predictions for that many steps and the loss is the accumulated position error
+            (see :func:`rollout_loss`); this trades one-step accuracy for stable long rollouts.
     """
 
     epochs: int = 200
@@ -49,6 +54,7 @@ class TrainConfig:
     device: str = "cpu"
     quiet: bool = False
     grad_clip: float = 10.0
+    unroll: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain data."""
@@ -120,6 +126,8 @@ def fit(
             state.loss_scale = max(evaluate_windows(model, make_loader(train_set, config.batch_size), device=device), 1e-300)
     if not model.trainable:
         return state
+    if config.unroll > 1:
+        train_set, val_set = train_set.with_horizon(config.unroll), val_set.with_horizon(config.unroll)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if state.optimizer is not None:
@@ -137,7 +145,7 @@ def fit(
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _cosine(fraction, config.min_lr_ratio)
         train_loss = _train_epoch(model, train_set, optimizer, config, state, device)
-        val_loss = train_loss if val_loader is None else evaluate_windows(model, val_loader, device=device) / state.loss_scale
+        val_loss = train_loss if val_loader is None else _validate(model, val_loader, device) / state.loss_scale
         state.epoch += 1
         state.elapsed = time.perf_counter() - started
         state.log.append({"epoch": state.epoch, "train_loss": train_loss, "val_loss": val_loss,
@@ -168,7 +176,7 @@ def _train_epoch(model: DisplacementModel, train_set: Any, optimizer: torch.opti
     for batch in loader:
         batch = batch.to(device)
         optimizer.zero_grad(set_to_none=True)
-        loss = torch.mean((model(batch) - batch.y) ** 2) / state.loss_scale
+        loss = rollout_loss(model, batch) / state.loss_scale
         if not torch.isfinite(loss):
             raise MDNextError(f"training diverged at epoch {state.epoch + 1} (loss {loss.item()}); lower --lr")
         loss.backward()
@@ -177,6 +185,43 @@ def _train_epoch(model: DisplacementModel, train_set: Any, optimizer: torch.opti
         total += loss.item() * batch.num_nodes
         count += batch.num_nodes
     model.eval()
+    return total / max(count, 1)
+
+
+def rollout_loss(model: DisplacementModel, batch: Any) -> torch.Tensor:
+    """Mean squared displacement error, over a short rollout when the batch has ``future``.
+
+    Without ``future`` this is the one-step MSE (Å²). With ``future`` (n, m, 3) the model is fed
+    its own predictions for m steps (positions and history buffer updated as in
+    :func:`mdnext.rollout.rollout`, gradients flowing through the history), and the loss is
+    the mean over steps j of the squared accumulated position error divided by j (Å²): a
+    random-walk error then weighs the same at every step.
+    """
+    future = getattr(batch, "future", None)
+    if future is None:
+        return torch.mean((model(batch) - batch.y) ** 2)
+    steps = future.shape[1]
+    current, error, total = batch, torch.zeros_like(batch.pos), 0.0
+    for step in range(steps):
+        predicted = model(current)
+        error = error + predicted - future[:, step]
+        total = total + torch.mean(error**2) / (step + 1)
+        if step + 1 < steps:
+            current = current.clone()
+            current.pos = current.pos + predicted
+            current.history = torch.cat([predicted.unsqueeze(1), current.history[:, :-1]], dim=1)
+    return total / steps
+
+
+def _validate(model: DisplacementModel, loader: Any, device: torch.device) -> float:
+    """:func:`rollout_loss` averaged over all atoms of ``loader``, without gradients."""
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for batch in loader:
+            batch = batch.to(device)
+            total += float(rollout_loss(model, batch)) * batch.num_nodes
+            count += batch.num_nodes
     return total / max(count, 1)
 
 

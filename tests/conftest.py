@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import numpy as np
-import pytest
+# MKL may use fewer threads on a busy machine, which changes float sums between runs: pin it
+# (before torch loads MKL) so that "same seed, same result" holds on a loaded CI machine too.
+os.environ.setdefault("MKL_DYNAMIC", "FALSE")
 
-from mdnext.frames import Frames
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from mdnext.frames import Frames  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: The tutorial's original trajectory: third-party data, read from ../shared, never copied.
