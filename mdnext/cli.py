@@ -15,6 +15,8 @@ from mdnext.io import check_output
 
 #: Training budget (minutes) of ``mdnext extrapolate`` when it fits its own model.
 QUICK_TIME_LIMIT_MINUTES = 2.0
+#: Test split of a trajectory too short for the default splits (no validation split then).
+SHORT_TEST_FRACTION = 0.4
 
 
 class UserError(click.ClickException):
@@ -121,6 +123,23 @@ def _train(trajs: list[mdnext.Frames], model: str, options: dict[str, Any], **kw
                         val_fraction=options["val_fraction"], **kwargs)
 
 
+def _quick_train(frames: mdnext.Frames, options: dict[str, Any], save_model: str | None, force: bool) -> Any:
+    """Fit the default model on ``frames``; a short trajectory gets a shorter history and no
+    validation split (then the last 40% is the test split)."""
+    from mdnext.data import DataError
+
+    splits = [(options["test_fraction"], options["val_fraction"]), (SHORT_TEST_FRACTION, 0.0)]
+    for test_fraction, val_fraction in splits:
+        for history in range(options["history"], 0, -1):
+            attempt = {**options, "history": history, "test_fraction": test_fraction, "val_fraction": val_fraction}
+            try:
+                return _train([frames], "equivariant", attempt, output=save_model, overwrite=force)
+            except DataError:
+                continue
+    raise UserError(f"{frames.source.get('path', 'trajectory')}: {frames.n_frames} frames are too few to fit "
+                    "a model on (pass a trained --model)")
+
+
 def _report(metrics: dict[str, Any], name: str, json_path: str | None) -> None:
     from mdnext.evaluation import format_table
 
@@ -205,7 +224,7 @@ def extrapolate(traj: str, topology: str | None, fmt: str | None, select: str | 
     else:
         if options["time_limit"] is None:
             options["time_limit"] = QUICK_TIME_LIMIT_MINUTES
-        trained = _train([frames], "equivariant", options, output=save_model, overwrite=force)
+        trained = _quick_train(frames, options, save_model, force)
         _report(trained.metrics, "equivariant", None)
     future = mdnext.extrapolate(trained, frames, n_frames, wrap=wrap, include_input=include_input)
     mdnext.save(future, output, overwrite=force)

@@ -8,6 +8,7 @@ training split as the model.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,30 +17,46 @@ import torch
 
 from mdnext import registry
 from mdnext.checkpoint import TrainedModel, build_model
-from mdnext.data import Datasets, make_datasets, make_loader
+from mdnext.data import DataError, Datasets, make_datasets, make_loader
 from mdnext.frames import Frames
 from mdnext.metrics import equivariance_error, evaluate_windows, rollout_rmsd
 from mdnext.models.base import DisplacementModel
 from mdnext.models.baselines import BASELINES
 from mdnext.trainer import TrainConfig, fit
 
-#: Lags of the autoregressive baseline (and the least history the evaluation windows carry).
+#: Lags of the autoregressive baseline (and the history the evaluation windows carry) where
+#: the trajectory is long enough; shorter ones get fewer, down to MIN_BASELINE_HISTORY.
 BASELINE_HISTORY = 8
+#: Constant acceleration needs two past displacements.
+MIN_BASELINE_HISTORY = 2
 #: Adam settings for the tutorial's linear baseline (12 parameters: a few epochs suffice).
 LINEAR_CONFIG = TrainConfig(epochs=20, batch_size=32, lr=1e-3, patience=5, quiet=True)
 
 
 def evaluation_datasets(frames_list: Sequence[Frames], history: int, stride: int, species: list[str],
                         test_fraction: float, val_fraction: float) -> Datasets:
-    """Windows with enough history for the model and every baseline."""
-    return make_datasets(frames_list, max(history, BASELINE_HISTORY), stride, test_fraction, val_fraction, species)
+    """Windows with history for the model and for every baseline.
+
+    They carry ``max(history, BASELINE_HISTORY)`` past displacements, or fewer (down to
+    ``max(history, MIN_BASELINE_HISTORY)``) where the splits are too short for that.
+
+    Raises:
+        DataError: Even the least history does not fit the splits.
+    """
+    error = None
+    for lags in range(max(history, BASELINE_HISTORY), max(history, MIN_BASELINE_HISTORY) - 1, -1):
+        try:
+            return make_datasets(frames_list, lags, stride, test_fraction, val_fraction, species)
+        except DataError as exc:
+            error = exc
+    raise error
 
 
 def fit_baselines(datasets: Datasets, seed: int = 0) -> dict[str, DisplacementModel]:
     """The baselines (and the linear model) fitted on ``datasets.train``."""
     models: dict[str, DisplacementModel] = {}
     for name in (*BASELINES, "linear"):
-        history = BASELINE_HISTORY if name == "autoregressive" else registry.models.get(name).min_history
+        history = datasets.history if name == "autoregressive" else registry.models.get(name).min_history
         torch.manual_seed(seed)
         model = build_model(name, {"history": history, "species": datasets.species})
         config = LINEAR_CONFIG if model.trainable else TrainConfig(quiet=True)
@@ -54,7 +71,10 @@ def score(model: DisplacementModel, datasets: Datasets, frames_list: Sequence[Fr
     loader = make_loader(datasets.test, batch_size)
     rmsd: dict[str, list[float]] = {}
     for frames, frame_range in zip(frames_list, datasets.ranges["test"]):
-        for horizon, value in rollout_rmsd(model, frames, frame_range, horizons, datasets.stride, max_starts).items():
+        with warnings.catch_warnings():  # a horizon longer than the test span is left out (shown as —)
+            warnings.simplefilter("ignore", UserWarning)
+            found = rollout_rmsd(model, frames, frame_range, horizons, datasets.stride, max_starts)
+        for horizon, value in found.items():
             rmsd.setdefault(str(horizon), []).append(value)
     return {
         "mse": evaluate_windows(model, loader),
@@ -78,7 +98,8 @@ def evaluate(
         ``baselines`` ({name: mse}), ``baseline_rollout_rmsd`` ({name: {"h": Å}}),
         ``equivariance_error`` (Å) and its ratio to the test displacement RMS
         (``equivariance_error_relative``), ``baseline_equivariance_error`` ({name: Å}),
-        ``displacement_rms`` (Å) and the ``splits`` (windows per split).
+        ``displacement_rms`` (Å), the ``splits`` (windows per split) and ``baseline_history``
+        (the autoregressive baseline's number of lags).
     """
     if isinstance(frames_list, Frames):
         frames_list = [frames_list]
@@ -99,6 +120,7 @@ def evaluate(
         result["baseline_equivariance_error"][name] = equivariance_error(baseline, sample)
     result["splits"] = {name: len(getattr(datasets, name)) for name in ("train", "val", "test")}
     result["history"], result["stride"] = trained.history, trained.stride
+    result["baseline_history"] = datasets.history
     return result
 
 

@@ -204,3 +204,20 @@ def test_extrapolate_bad_input(trained_file, polymer_file, tmp_path):
     mdnext.save(frames.replace(species=np.array(["Ar"] * 12)), other)
     assert_user_error(CliRunner().invoke(main, ["extrapolate", str(other), "--model", str(out), "-n", "3",
                                                 "-o", str(tmp_path / "c.xyz")]), "Ar")
+
+
+def test_extrapolate_foreign_xyz_without_model(tmp_path):
+    """Issue 4: `mdnext extrapolate traj.xyz -n 50 -o next.xyz` on a file mdnext did not write."""
+    from ase.io import read
+
+    target = tmp_path / "next.xyz"
+    result = run("extrapolate", XYZ, "-n", 50, "-o", target, "--epochs", 2, "-q")
+    assert "autoregressive" in result.output and "test MSE" in result.output
+    source = mda.Universe(XYZ)
+    written = mda.Universe(str(target))
+    assert written.trajectory.n_frames == 50
+    assert list(written.atoms.names) == list(source.atoms.names)
+    images = read(target, ":")
+    assert len(images) == 50
+    assert images[0].get_chemical_symbols() == list(source.atoms.names)
+    np.testing.assert_allclose(written.trajectory[0].positions, images[0].positions, atol=1e-3)
