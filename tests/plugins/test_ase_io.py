@@ -26,17 +26,11 @@ from mdnext.plugins.ase import (
     frames_from_atoms,
     is_extended_xyz,
 )
-from mdnext.plugins.mdanalysis import MDAnalysisReader, MDAnalysisWriter
+from mdnext.plugins.mdanalysis import MDAnalysisReader
 
 N_STEPS = 10
 TIMESTEP = 2 * units.fs  # ASE time units
 DT_PS = TIMESTEP * PS_PER_ASE_TIME  # 0.002 ps
-
-needs_mdanalysis = pytest.mark.skipif(
-    not {"dcd", "pdb", "xyz"} <= set(MDAnalysisWriter().formats) or "xyz" not in MDAnalysisReader().formats,
-    reason="the MDAnalysis plugin (plugins/mdanalysis.py) is not written yet",
-)
-
 
 @pytest.fixture(scope="module")
 def md(tmp_path_factory: pytest.TempPathFactory) -> dict:
@@ -243,7 +237,6 @@ def test_priorities() -> None:
     assert io._plugins(mdnext.registry.readers, "traj", None)[0].name == "ase"
 
 
-@needs_mdanalysis
 def test_xyz_routing_with_mdanalysis(md: dict, tmp_path: Path) -> None:
     plain = tmp_path / "plain.xyz"
     plain.write_text("2\nwater fragment, step 0\nO 0 0 0\nH 0.96 0 0\n")
@@ -259,7 +252,6 @@ def test_xyz_routing_with_mdanalysis(md: dict, tmp_path: Path) -> None:
         assert io._plugins(mdnext.registry.writers, fmt, None)[0].name == "mdanalysis"
 
 
-@needs_mdanalysis
 def test_round_trip_through_dcd(md: dict, tmp_path: Path) -> None:
     """extxyz → DCD (+ PDB topology, both written by MDAnalysis) → extxyz."""
     frames = mdnext.load(md["extxyz"])
