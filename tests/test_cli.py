@@ -221,3 +221,24 @@ def test_extrapolate_foreign_xyz_without_model(tmp_path):
     assert len(images) == 50
     assert images[0].get_chemical_symbols() == list(source.atoms.names)
     np.testing.assert_allclose(written.trajectory[0].positions, images[0].positions, atol=1e-3)
+
+
+def test_extrapolated_dcd_carries_dt_box_and_continuing_time(tmp_path):
+    """Issue 4: a DCD written by extrapolate has dt and box, its time continues the input's."""
+    rng = np.random.default_rng(1)
+    box = np.diag([12.0, 13.0, 14.0])
+    positions = np.cumsum(rng.normal(scale=0.05, size=(60, 5, 3)), axis=0) + rng.uniform(0, 12, size=(5, 3))
+    frames = mdnext.Frames(positions=positions, species=["Ar"] * 5, cell=box, pbc=True, dt=0.02,
+                           time=5.0 + 0.02 * np.arange(60))
+    source = tmp_path / "in.npz"
+    mdnext.save(frames.wrapped(), source)
+    model_path = tmp_path / "ar.pt"
+    mdnext.train(mdnext.load(source), "autoregressive", history=3).save(model_path)
+    target = tmp_path / "next.dcd"
+    run("extrapolate", source, "--model", model_path, "-n", 10, "-o", target, "--wrap")
+    u = mda.Universe(str(_pdb_topology(frames, tmp_path)), str(target))
+    assert u.trajectory.n_frames == 10
+    assert u.trajectory.dt == pytest.approx(0.02, rel=1e-5)
+    assert u.trajectory[0].time == pytest.approx(5.0 + 0.02 * 60, rel=1e-5)
+    np.testing.assert_allclose(u.trajectory[0].dimensions, [12, 13, 14, 90, 90, 90], rtol=1e-6)
+    assert np.all(u.trajectory[-1].positions >= -1e-4) and np.all(u.trajectory[-1].positions < 14.0)
