@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from mdnext.data import DataError, encode_species
 from mdnext.frames import Frames
 from mdnext.models.base import DisplacementModel
 from mdnext.neighbors import minimum_image
-from mdnext.rollout import rollout
+from mdnext.rollout import RolloutError, rollout
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -100,7 +101,9 @@ def rollout_rmsd(
             only non-finite predictions stop it, so a poor but finite model is scored.
 
     Returns:
-        ``{h: mean RMSD in Å}`` for the horizons that fit, in the order given.
+        ``{h: mean RMSD in Å}`` for the horizons that fit, in the order given; ``inf`` for the
+        horizons at or after a step where the rollout diverged (non-finite prediction). The
+        horizons before it are then scored again on their own (so from the starts that fit them).
     """
     frame_range = range(frames.n_frames) if frame_range is None else frame_range
     if frame_range.step != 1 or frame_range.start < 0 or frame_range.stop > frames.n_frames:
@@ -131,7 +134,13 @@ def rollout_rmsd(
         chunk = starts[chunk_start : chunk_start + int(starts_per_call)]
         seed = torch.from_numpy(np.stack([np.asarray(positions[t + seed_offsets]) for t in chunk]))
         cell = None if frames.cell is None else torch.from_numpy(np.asarray(frames.cell[chunk]))
-        predicted = rollout(model, seed, codes, longest, stride, cell, pbc, max_step_rms=max_step_rms)
+        try:
+            predicted = rollout(model, seed, codes, longest, stride, cell, pbc, max_step_rms=max_step_rms)
+        except RolloutError as exc:  # diverged: score the horizons before the failing step alone
+            shorter = [h for h in fitting if exc.step is not None and h < exc.step]
+            scored = rollout_rmsd(model, frames, frame_range, shorter, stride, max_starts, starts_per_call,
+                                  max_step_rms) if shorter else {}
+            return {h: scored.get(h, math.inf) for h in fitting}
         for h in fitting:
             targets = chunk + h * stride
             truth = torch.from_numpy(np.asarray(positions[targets], dtype=np.float64))

@@ -153,3 +153,21 @@ def test_equivariance_error_detects_each_broken_symmetry() -> None:
         linear.linear.bias.copy_(torch.tensor([0.5, -0.5, 0.2]))
     assert equivariance_error(linear, batch) > 1.0
     assert math.isfinite(equivariance_error(linear, batch, seed=1))
+
+
+def test_rollout_rmsd_marks_diverging_horizons_infinite() -> None:
+    """A model that blows up after a few steps gets inf beyond the divergence, finite before."""
+    from mdnext.models.base import DisplacementModel
+
+    class Exploding(DisplacementModel):
+        name = "exploding"
+        min_history = 1
+
+        def forward(self, data):
+            # multiplies the last displacement by 1e150 each step: finite twice, then overflows
+            return 1e150 * data.history[:, 0].to(torch.float64)
+
+    positions = np.arange(40)[:, None, None] * np.array([0.1, 0.0, 0.0]) + np.zeros((40, 2, 3))
+    frames = Frames(positions=positions, species=["A", "A"])
+    result = rollout_rmsd(Exploding(1, ["A"]), frames, horizons=(1, 10))
+    assert math.isfinite(result[1]) and result[10] == math.inf
