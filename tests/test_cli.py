@@ -242,3 +242,19 @@ def test_extrapolated_dcd_carries_dt_box_and_continuing_time(tmp_path):
     assert u.trajectory[0].time == pytest.approx(5.0 + 0.02 * 60, rel=1e-5)
     np.testing.assert_allclose(u.trajectory[0].dimensions, [12, 13, 14, 90, 90, 90], rtol=1e-6)
     assert np.all(u.trajectory[-1].positions >= -1e-4) and np.all(u.trajectory[-1].positions < 14.0)
+
+
+def test_extrapolate_fits_and_keeps_its_model(polymer_file, tmp_path):
+    kept = tmp_path / "fitted.pt"
+    target = tmp_path / "next.extxyz"
+    result = run("extrapolate", polymer_file, "-n", 5, "-o", target, "--save-model", kept, "--epochs", 1, "-q",
+                 "--include-input")
+    assert "constant_acceleration" in result.output
+    written = mdnext.load(target)
+    assert written.n_frames == 400 + 5
+    from mdnext.checkpoint import TrainedModel
+
+    trained = TrainedModel.load(kept)
+    assert trained.model.name == "equivariant" and trained.history == 4
+    again = mdnext.extrapolate(trained, mdnext.load(polymer_file), 5)
+    np.testing.assert_allclose(written.positions[400:], again.positions, atol=1e-6)
