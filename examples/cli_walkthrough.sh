@@ -2,12 +2,12 @@
 # A walk-through of the mdnext command line, on the bundled polymer (data/paths.npz) and on
 # MDAnalysisTests' adenylate kinase (PSF + DCD). Every command is printed before it runs.
 #
-#   bash examples/cli_walkthrough.sh            # two 15 s trainings: ~70 s in all
+#   bash examples/cli_walkthrough.sh            # two 15 s trainings: 63 s in all
 #   QUICK=1 bash examples/cli_walkthrough.sh    # smoke test with tiny sizes: ~30 s
 #   KEEP=1 bash examples/cli_walkthrough.sh     # keep the working directory (printed at the end)
 #
 # It works in a fresh temporary directory and needs `mdnext` and `python` (with MDAnalysisTests)
-# on PATH, e.g. an activated virtual environment. Times measured on 2 CPU cores; on a machine
+# on PATH, e.g. an activated virtual environment. Times measured on 2 idle CPU cores; on a machine
 # busy with other jobs, set OMP_NUM_THREADS=1 (two torch threads were up to 5x slower there).
 set -euo pipefail
 
