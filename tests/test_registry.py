@@ -3,7 +3,6 @@
 import textwrap
 from importlib.metadata import EntryPoint
 
-import numpy as np
 import pytest
 
 import mdnext
