@@ -12,20 +12,21 @@ the batch contract in :mod:`mdnext.models.base`:
 * ``pbc`` (1, 3) bool.
 
 Under periodic boundaries every displacement is taken by minimum image (in float64), so a
-trajectory wrapped into its box gives the same windows as the unwrapped one. The displacements
-are computed once per trajectory and stride and stored; items only index them.
+trajectory wrapped into its box gives the same windows as the unwrapped one. Frames are read
+when a batch is built (array operations, no per-window Python objects), so a memory-mapped
+trajectory (:mod:`mdnext.cache`) trains without being loaded whole.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+import mmap
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch_geometric.data import Data
-from torch_geometric.loader import DataLoader
+from torch_geometric.data import Batch, Data
 
 from mdnext.errors import MDNextError
 from mdnext.frames import Frames
@@ -167,39 +168,67 @@ def wrap_positions(positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tenso
     return fractional @ cell
 
 
+def read_frames(positions: np.ndarray, frame_indices: np.ndarray) -> np.ndarray:
+    """``positions[frame_indices]`` as a float64 array in memory (``frame_indices`` of any shape).
+
+    For a memory map (a cached trajectory, see :mod:`mdnext.cache`) the pages just read are
+    released from this process again, so reading a trajectory larger than memory frame by
+    frame keeps the resident set small (the operating system's file cache still holds them).
+    """
+    frames = np.array(positions[frame_indices], dtype=np.float64)
+    mapping = getattr(positions, "_mmap", None)
+    if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+    return frames
+
+
 @dataclasses.dataclass(frozen=True)
 class _Track:
-    """One trajectory's frames [offset, offset + len) as tensors, with forward displacements.
+    """One trajectory's positions (read on demand, never copied whole), box and species."""
 
-    ``disp[u] = x[offset + u + s] - x[offset + u]`` (minimum image under PBC, cell of the later frame).
-    """
-
-    pos: torch.Tensor  # (L, N, 3) float64
-    disp: torch.Tensor  # (L - s, N, 3) float64
-    cell: torch.Tensor  # (L, 3, 3) float64, zeros without a box
+    positions: np.ndarray  # (T, N, 3) float64, possibly a memory map
+    cell: torch.Tensor  # (T, 3, 3) float64, zeros without a box
     pbc: torch.Tensor  # (1, 3) bool
+    periodic: bool
     species: torch.Tensor  # (N,) int64
-    offset: int
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.positions.shape[1])
+
+    def windows(self, frames: np.ndarray, history: int, stride: int, horizon: int) -> dict[str, torch.Tensor]:
+        """Fields of the windows at current frames ``frames`` (b,), stacked: (b, N, …).
+
+        Reads frames ``t - K s … t + horizon s`` and differences neighbouring ones in float64
+        (minimum image under PBC with the cell of the later frame).
+        """
+        offsets = stride * np.arange(-history, horizon + 1)
+        pos = torch.from_numpy(read_frames(self.positions, frames[:, None] + offsets))  # (b, K + H + 1, N, 3)
+        disp = pos[:, 1:] - pos[:, :-1]
+        if self.periodic:
+            later = self.cell[torch.from_numpy(frames[:, None] + offsets[1:])]
+            disp = minimum_image(disp, later.unsqueeze(-3), self.pbc.reshape(3))
+        disp = disp.transpose(1, 2)  # (b, N, K + H, 3), oldest first
+        fields = {
+            "pos": pos[:, history],
+            "history": disp[:, :, :history].flip(2),
+            "y": disp[:, :, history],
+            "cell": self.cell[torch.from_numpy(frames)],
+        }
+        if horizon > 1:
+            fields["future"] = disp[:, :, history:]
+        return fields
 
 
-def _make_track(frames: Frames, frame_range: range, stride: int, species: Sequence[str]) -> _Track:
-    start, stop = frame_range.start, frame_range.stop
-    pos = torch.from_numpy(np.array(frames.positions[start:stop], dtype=np.float64))
-    if frames.cell is not None:
-        cell = torch.from_numpy(np.array(frames.cell[start:stop], dtype=np.float64))
-    else:
-        cell = torch.zeros(pos.shape[0], 3, 3, dtype=torch.float64)
-    pbc = torch.from_numpy(np.array(frames.pbc, dtype=bool))
-    disp = pos[stride:] - pos[:-stride] if pos.shape[0] > stride else pos[:0]
-    if frames.is_periodic and disp.shape[0]:
-        disp = minimum_image(disp, cell[stride:].unsqueeze(-3), pbc)
+def _make_track(frames: Frames, species: Sequence[str]) -> _Track:
+    cell = (torch.from_numpy(np.array(frames.cell, dtype=np.float64)) if frames.cell is not None
+            else torch.zeros(frames.n_frames, 3, 3, dtype=torch.float64))
     return _Track(
-        pos=pos,
-        disp=disp.contiguous(),
+        positions=frames.positions,
         cell=cell,
-        pbc=pbc.reshape(1, 3),
+        pbc=torch.from_numpy(np.array(frames.pbc, dtype=bool)).reshape(1, 3),
+        periodic=frames.is_periodic,
         species=encode_species(frames.species, species),
-        offset=start,
     )
 
 
@@ -221,7 +250,8 @@ class WindowDataset(torch.utils.data.Dataset):
 
     A window at current frame t needs frames ``t - history * stride`` to ``t + stride``
     inside its trajectory's range, so no window crosses a split boundary. Trajectories may
-    hold the same or different atom sets.
+    hold the same or different atom sets. Frames are read when a window is asked for, so a
+    memory-mapped trajectory is never loaded whole.
 
     Args:
         frames_list: Trajectories (a single :class:`Frames` is accepted too).
@@ -244,7 +274,7 @@ class WindowDataset(torch.utils.data.Dataset):
         _check_history_stride(history, stride)
         ranges = _check_ranges(frames_list, ranges)
         species = species_list(frames_list) if species is None else list(species)
-        tracks = [_make_track(f, r, stride, species) for f, r in zip(frames_list, ranges)]
+        tracks = [_make_track(f, species) for f in frames_list]
         self._init(tracks, history, stride, ranges, species)
 
     @classmethod
@@ -283,6 +313,17 @@ class WindowDataset(torch.utils.data.Dataset):
         self._which = np.concatenate(which) if which else np.zeros(0, dtype=np.int64)
         self._frame = np.concatenate(frame) if frame else np.zeros(0, dtype=np.int64)
 
+    def subset(self, max_windows: int | None) -> WindowDataset:
+        """At most ``max_windows`` evenly spaced windows of this dataset (itself when it has no more)."""
+        if max_windows is None or len(self) <= max_windows:
+            return self
+        if int(max_windows) != max_windows or max_windows < 1:
+            raise DataError(f"max_windows must be a whole number >= 1, got {max_windows}")
+        picks = np.unique(np.round(np.linspace(0, len(self) - 1, int(max_windows))).astype(np.int64))
+        subset = self._from_tracks(self._tracks, self.history, self.stride, self.ranges, self.species, self.horizon)
+        subset._which, subset._frame = self._which[picks], self._frame[picks]
+        return subset
+
     @property
     def windows(self) -> list[tuple[int, int]]:
         """(trajectory index, current frame t) of every window, in item order."""
@@ -291,7 +332,8 @@ class WindowDataset(torch.utils.data.Dataset):
     @property
     def n_atoms(self) -> int:
         """Total number of atoms over all windows (the weight of a global per-atom mean)."""
-        return int(sum(self._tracks[i].pos.shape[1] for i in self._which.tolist()))
+        counts = np.array([track.n_atoms for track in self._tracks], dtype=np.int64)
+        return int(counts[self._which].sum()) if len(self) else 0
 
     def __len__(self) -> int:
         return int(self._frame.shape[0])
@@ -299,21 +341,32 @@ class WindowDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Data:
         if not -len(self) <= index < len(self):
             raise IndexError(f"window {index} out of range for {len(self)} windows")
-        track = self._tracks[int(self._which[index])]
-        u = int(self._frame[index]) - track.offset
-        lags = u - self.stride * torch.arange(1, self.history + 1)
-        history = track.disp[lags].permute(1, 0, 2).contiguous()
-        data = Data(
-            pos=track.pos[u],
-            history=history,
-            y=track.disp[u],
-            species=track.species,
-            cell=track.cell[u].unsqueeze(0),
-            pbc=track.pbc,
-        )
-        if self.horizon > 1:
-            data.future = track.disp[u + self.stride * torch.arange(self.horizon)].permute(1, 0, 2).contiguous()
-        return data
+        batch = self.batch(np.array([index % len(self)]))
+        return Data(**{key: batch[key] for key in batch.keys() if key not in ("batch", "ptr")})
+
+    def batch(self, indices: np.ndarray | Sequence[int]) -> Batch:
+        """The windows at ``indices`` as one batch (fields as in :mod:`mdnext.models.base`).
+
+        Windows are gathered with array operations, one read per trajectory, in the order given.
+        """
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        which, frames = self._which[indices], self._frame[indices]
+        structures: list[dict[str, torch.Tensor]] = [{} for _ in indices]
+        for track_index in np.unique(which):
+            track = self._tracks[int(track_index)]
+            chosen = np.flatnonzero(which == track_index)
+            fields = track.windows(frames[chosen], self.history, self.stride, self.horizon)
+            fields["species"] = track.species.expand(len(chosen), -1)
+            fields["pbc"] = track.pbc.expand(len(chosen), -1)
+            for row, position in enumerate(chosen):
+                structures[position] = {key: value[row] for key, value in fields.items()}
+        sizes = torch.tensor([self._tracks[int(i)].n_atoms for i in which], dtype=torch.long)
+        batch = Batch(**{key: torch.cat([part[key] for part in structures]) for key in structures[0] if key != "cell"})
+        batch.cell = torch.stack([part["cell"] for part in structures])
+        batch.pbc = batch.pbc.reshape(-1, 3)
+        batch.batch = torch.repeat_interleave(torch.arange(len(indices)), sizes)
+        batch.ptr = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
+        return batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,19 +419,58 @@ def make_datasets(
         except DataError as exc:
             prefix = f"trajectory {i}: " if len(frames_list) > 1 else ""
             raise DataError(f"{prefix}{exc}") from None
-    tracks = [_make_track(f, range(f.n_frames), stride, species) for f in frames_list]
+    tracks = [_make_track(f, species) for f in frames_list]
     ranges = {name: [split[name] for split in splits] for name in SPLITS}
     datasets = {name: WindowDataset._from_tracks(tracks, history, stride, ranges[name], species) for name in SPLITS}
     return Datasets(**datasets, species=species, ranges=ranges, history=int(history), stride=int(stride))
 
 
-def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
-    """A PyG loader over ``dataset``; with ``shuffle`` its order comes from a generator seeded by ``seed``.
+class WindowLoader:
+    """Batches of windows, optionally shuffled, optionally one rank's share of each batch.
 
-    Two loaders made with the same seed yield the same sequence of batches (epoch after epoch).
+    Each pass draws one order of all windows (a permutation from a generator seeded by
+    ``seed`` with ``shuffle``, else item order) and cuts it into batches of ``batch_size``.
+    With ``world_size`` P > 1, rank r receives the r-th of P near-equal contiguous parts of
+    every batch, so the P ranks together see exactly the single-process batches; a last batch
+    smaller than P is skipped by every rank (each rank must take the same number of steps).
+
+    With ``limit``, a pass covers only the first ``limit`` windows of the order (with
+    ``shuffle``, a fresh random subset per seed). Every pass yields the same batches; draw a
+    new ``seed`` per epoch for a new order.
     """
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise DataError(f"batch size must be a whole number >= 1, got {batch_size}")
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
-    return DataLoader(dataset, batch_size=int(batch_size), shuffle=shuffle, generator=generator)
+
+    def __init__(self, dataset: WindowDataset, batch_size: int, shuffle: bool = False, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, limit: int | None = None) -> None:
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise DataError(f"batch size must be a whole number >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise DataError(f"rank {rank} is outside a world of {world_size} processes")
+        self.dataset, self.batch_size, self.shuffle, self.seed = dataset, int(batch_size), bool(shuffle), int(seed)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.limit = None if limit is None else int(limit)
+
+    def _batches(self) -> list[np.ndarray]:
+        n = len(self.dataset)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).numpy()
+        else:
+            order = np.arange(n)
+        order = order[: self.limit]
+        n = len(order)
+        chunks = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        if self.world_size == 1:
+            return chunks
+        return [np.array_split(chunk, self.world_size)[self.rank] for chunk in chunks if len(chunk) >= self.world_size]
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+    def __iter__(self) -> Iterator[Batch]:
+        for indices in self._batches():
+            yield self.dataset.batch(indices)
+
+
+def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool = False, seed: int = 0, *,
+                rank: int = 0, world_size: int = 1, limit: int | None = None) -> WindowLoader:
+    """A :class:`WindowLoader` over ``dataset`` (see there for shuffling, sharding and ``limit``)."""
+    return WindowLoader(dataset, batch_size, shuffle, seed, rank, world_size, limit)
