@@ -82,6 +82,7 @@ def load(
     select: str | None = None,
     stride: int = 1,
     dt: float | None = None,
+    cache: bool | PathLike = False,
 ) -> Frames:
     """Read a trajectory into :class:`Frames` (positions in Å, time in ps).
 
@@ -94,6 +95,9 @@ def load(
         select: Atom selection (MDAnalysis selection language for the MDAnalysis reader).
         stride: Keep every ``stride``-th frame.
         dt: Time between the file's frames in ps, overriding what the file says.
+        cache: Go through the on-disk cache (:mod:`mdnext.cache`): positions come back as a
+            memory map, for trajectories larger than memory. True uses the default cache
+            directory; a path names one.
 
     Raises:
         InputError: One line naming the file and the problem.
@@ -102,6 +106,11 @@ def load(
         raise InputError(f"stride must be a positive integer, got {stride}")
     if not isinstance(source, (str, os.PathLike)):
         frames = _load_object(source, select)
+    elif cache is not False:
+        from mdnext.cache import load_cached
+
+        frames = load_cached(source, format, topology=topology, select=select,
+                             directory=None if cache is True else cache)
     else:
         frames = _load_path(Path(source), format, topology, select)
     if dt is not None:
@@ -119,7 +128,12 @@ def _load_object(obj: Any, select: str | None) -> Frames:
     raise InputError(f"no reader plugin knows objects of type {type(obj).__name__}")
 
 
-def _load_path(path: Path, fmt: str | None, topology: PathLike | None, select: str | None) -> Frames:
+def reader_for(path: Path, fmt: str | None, topology: PathLike | None) -> tuple[Any, str]:
+    """The reader plugin for ``path`` and the bare format key it reads it as.
+
+    Raises:
+        InputError: A missing file or topology, or a format no reader knows.
+    """
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if topology is not None and not Path(topology).is_file():
@@ -130,21 +144,36 @@ def _load_path(path: Path, fmt: str | None, topology: PathLike | None, select: s
         raise InputError(
             f"{path}: no reader for format {fmt!r}; known formats: {', '.join(known_formats(registry.readers))}"
         )
-    reader = candidates[0]
-    fmt = fmt.split(":", 1)[-1]
+    return candidates[0], fmt.split(":", 1)[-1]
+
+
+@contextlib.contextmanager
+def reading(path: Path, fmt: str, reader: Any) -> Iterator[None]:
+    """Turn any failure inside the block into one :class:`InputError` line naming ``path``."""
     try:
-        frames = reader.read(path, fmt, topology=topology, select=select)
+        yield
     except MDNextError as exc:
         message = first_line(exc)
         raise InputError(message if str(path) in message else f"{path}: {message}") from exc
     except Exception as exc:  # a library's own error: say which file and why, in one line
         raise InputError(f"{path}: cannot read as {fmt} ({reader.name}): {first_line(exc)}") from exc
+
+
+def source_of(path: Path, fmt: str, reader: Any, topology: PathLike | None, select: str | None) -> dict[str, Any]:
+    """The ``source`` entries of frames read from ``path``."""
     source = {"path": str(path), "format": fmt, "reader": reader.name}
     if topology is not None:
         source["topology"] = str(topology)
     if select is not None:
         source["select"] = select
-    return frames.replace(source={**frames.source, **source})
+    return source
+
+
+def _load_path(path: Path, fmt: str | None, topology: PathLike | None, select: str | None) -> Frames:
+    reader, fmt = reader_for(path, fmt, topology)
+    with reading(path, fmt, reader):
+        frames = reader.read(path, fmt, topology=topology, select=select)
+    return frames.replace(source={**frames.source, **source_of(path, fmt, reader, topology, select)})
 
 
 def refuse_existing(path: PathLike, overwrite: bool = False) -> None:

@@ -10,6 +10,7 @@ and mdnext finds them on first use (see :mod:`mdnext.registry` and :mod:`mdnext.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,6 +42,15 @@ class ReaderPlugin:
     def read(self, path: Path, fmt: str, *, topology: Any = None, select: str | None = None) -> Frames:
         """Read ``path`` in format ``fmt``; positions in Å, time in ps."""
         raise NotImplementedError
+
+    def read_chunks(self, path: Path, fmt: str, *, topology: Any = None, select: str | None = None,
+                    chunk_frames: int = 256) -> Iterator[Frames]:
+        """Read ``path`` as consecutive pieces of at most ``chunk_frames`` frames of the same atoms.
+
+        Readers that can stream override this so that a trajectory larger than memory can be
+        cached (:mod:`mdnext.cache`); the default reads the whole file as one piece.
+        """
+        yield self.read(path, fmt, topology=topology, select=select)
 
     def read_object(self, obj: Any, select: str | None = None) -> Frames | None:
         """Convert an in-memory object, or return None if this plugin does not know it."""

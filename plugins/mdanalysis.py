@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,32 +83,45 @@ class MDAnalysisReader(ReaderPlugin):
 
     def read(self, path: Path, fmt: str, *, topology: Any = None, select: str | None = None) -> Frames:
         """Read ``path`` (with ``topology`` for formats without atoms); see the module doc."""
-        key = fmt.upper()
-        if key == "XYZ":
-            _check_xyz(path)
-        elif key == "DCD":
-            _check_dcd_header(path)
-        if topology is None:
-            if key not in mda._PARSERS:
-                raise InputError(f"{path}: {key} needs a topology (--topology)")
-            universe = _universe(path, "read", str(path), format=key, topology_format=key)
-        else:
-            with warnings.catch_warnings():  # a topology alone (PSF, …) has no coordinates: expected
-                warnings.filterwarnings("ignore", message="No coordinate reader found")
-                universe = _universe(topology, "read topology", str(topology))
-            try:
-                universe.load_new(str(path), format=key)
-            except Exception as exc:
-                raise _trajectory_error(path, key, topology, universe, exc) from exc
-        if key == "DCD":
-            _check_dcd_frames(path, universe.trajectory)
-        return from_universe(universe, select=select)
+        return from_universe(_open(path, fmt, topology), select=select)
+
+    def read_chunks(self, path: Path, fmt: str, *, topology: Any = None, select: str | None = None,
+                    chunk_frames: int = 256) -> Iterator[Frames]:
+        """Read ``path`` in pieces of at most ``chunk_frames`` frames, one pass over the file."""
+        atoms = _selected_atoms(_open(path, fmt, topology), select)
+        trajectory = atoms.universe.trajectory
+        for start in range(0, trajectory.n_frames, int(chunk_frames)):
+            yield _frames_of(atoms, trajectory, select, start, min(start + int(chunk_frames), trajectory.n_frames))
 
     def read_object(self, obj: Any, select: str | None = None) -> Frames | None:
         """Convert an MDAnalysis ``Universe`` or ``AtomGroup``; None for anything else."""
         if not isinstance(obj, (mda.Universe, AtomGroup)):
             return None
         return from_universe(obj, select=select)
+
+
+def _open(path: Path, fmt: str, topology: Any) -> mda.Universe:
+    """A Universe for ``path`` (and ``topology``), after the format's own sanity checks."""
+    key = fmt.upper()
+    if key == "XYZ":
+        _check_xyz(path)
+    elif key == "DCD":
+        _check_dcd_header(path)
+    if topology is None:
+        if key not in mda._PARSERS:
+            raise InputError(f"{path}: {key} needs a topology (--topology)")
+        universe = _universe(path, "read", str(path), format=key, topology_format=key)
+    else:
+        with warnings.catch_warnings():  # a topology alone (PSF, …) has no coordinates: expected
+            warnings.filterwarnings("ignore", message="No coordinate reader found")
+            universe = _universe(topology, "read topology", str(topology))
+        try:
+            universe.load_new(str(path), format=key)
+        except Exception as exc:
+            raise _trajectory_error(path, key, topology, universe, exc) from exc
+    if key == "DCD":
+        _check_dcd_frames(path, universe.trajectory)
+    return universe
 
 
 def _universe(path: Any, doing: str, *args: Any, **kwargs: Any) -> mda.Universe:
@@ -238,6 +252,13 @@ def from_universe(obj: mda.Universe | AtomGroup, select: str | None = None) -> F
     Raises:
         InputError: Unknown object, bad or empty selection, unreadable or inconsistent frames.
     """
+    atoms = _selected_atoms(obj, select)
+    trajectory = atoms.universe.trajectory
+    return _frames_of(atoms, trajectory, select, 0, trajectory.n_frames)
+
+
+def _selected_atoms(obj: mda.Universe | AtomGroup, select: str | None) -> AtomGroup:
+    """The atoms of ``obj`` narrowed by ``select``; refuses empty, updating or coordinate-less groups."""
     if isinstance(obj, UpdatingAtomGroup):
         raise InputError("an updating AtomGroup changes its atoms between frames; pass group.atoms to freeze it")
     if not isinstance(obj, (mda.Universe, AtomGroup)):
@@ -252,10 +273,14 @@ def from_universe(obj: mda.Universe | AtomGroup, select: str | None = None) -> F
             raise InputError(f"selection {select!r} matches no atoms")
     if atoms.n_atoms == 0:
         raise InputError("the AtomGroup has no atoms")
-    trajectory = getattr(atoms.universe, "trajectory", None)
-    if trajectory is None:
+    if getattr(atoms.universe, "trajectory", None) is None:
         raise InputError("the Universe has no coordinates (no trajectory loaded)")
-    positions, dims, times = _iterate(atoms, trajectory)
+    return atoms
+
+
+def _frames_of(atoms: AtomGroup, trajectory: Any, select: str | None, start: int, stop: int) -> Frames:
+    """Frames ``start`` to ``stop`` (exclusive) of ``atoms``, read in one pass."""
+    positions, dims, times = _iterate(atoms, trajectory, start, stop)
     dt = _known_dt(trajectory)
     cell = _cells(dims)
     time = times if dt is not None and np.all(np.isfinite(times)) else None
@@ -281,18 +306,18 @@ def _source(trajectory: Any, select: str | None) -> dict[str, Any]:
     return source
 
 
-def _iterate(atoms: AtomGroup, trajectory: Any) -> tuple[np.ndarray, list[Any], np.ndarray]:
-    """Positions (T, N, 3) float64, dimensions per frame and ts.time per frame, in one pass."""
-    n_frames = trajectory.n_frames
+def _iterate(atoms: AtomGroup, trajectory: Any, first: int, stop: int) -> tuple[np.ndarray, list[Any], np.ndarray]:
+    """Positions (T, N, 3) float64, dimensions and ts.time of frames ``first`` to ``stop``, in one pass."""
+    n_frames = stop - first
     positions = np.empty((n_frames, atoms.n_atoms, 3), dtype=np.float64)
     dims: list[Any] = []
     times = np.full(n_frames, np.nan)
-    start = trajectory.ts.frame
+    original = trajectory.ts.frame
     done = 0
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=NO_DT_WARNING)  # ts.time without dt: not used then
         try:
-            for ts in trajectory:
+            for ts in trajectory[first:stop] if (first, stop) != (0, trajectory.n_frames) else trajectory:
                 if done == n_frames:
                     raise InputError(f"trajectory holds more frames than the {n_frames} it announced")
                 positions[done] = atoms.positions
@@ -302,15 +327,15 @@ def _iterate(atoms: AtomGroup, trajectory: Any) -> tuple[np.ndarray, list[Any], 
         except MDNextError:
             raise
         except Exception as exc:
-            raise InputError(f"cannot read frame {done}: {first_line(exc)}") from exc
+            raise InputError(f"cannot read frame {first + done}: {first_line(exc)}") from exc
         finally:
-            if 0 <= start < n_frames:
+            if 0 <= original < trajectory.n_frames:
                 try:
-                    trajectory[start]
+                    trajectory[original]
                 except Exception:  # leaving the reader elsewhere must not hide the real outcome
                     pass
     if done != n_frames:
-        raise InputError(f"trajectory ended after {done} of {n_frames} frames (truncated or corrupt file?)")
+        raise InputError(f"trajectory ended after {first + done} of {stop} frames (truncated or corrupt file?)")
     return positions, dims, times
 
 
