@@ -4,6 +4,10 @@
 test split (the last 20% of frames by default) and returns a :class:`TrainedModel`; with an
 ``output`` path it writes a checkpoint after every epoch (``<output>.last.pt``, for
 ``resume=True``) and the best model to ``output`` at the end.
+
+Under ``torchrun`` every process calls ``train`` with the same arguments: they train together
+(see :mod:`mdnext.trainer`), and rank 0 alone evaluates and writes the checkpoints, metrics and
+plots while the others wait, so that every process returns the same model and metrics.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from typing import Any
 
 import torch
 
+from mdnext import distributed
 from mdnext.checkpoint import TrainedModel, build_model, data_hash, read_checkpoint
 from mdnext.data import make_loader, species_list
 from mdnext.errors import InputError
 from mdnext.evaluation import evaluate as _evaluate
-from mdnext.evaluation import evaluation_datasets
+from mdnext.evaluation import evaluation_datasets, limit_windows
 from mdnext.frames import Frames
 from mdnext.io import refuse_existing
 from mdnext.rollout import extrapolate
@@ -68,11 +73,17 @@ def train(
         plots: Directory for loss, parity and rollout plots (PNG).
 
     Returns:
-        The trained model; ``trained.metrics`` holds the test metrics (see
-        :func:`mdnext.evaluation.evaluate`) plus ``train_seconds`` and ``epochs``.
+        The trained model, on the CPU (like a loaded checkpoint; the evaluation runs there);
+        ``trained.metrics`` holds the test metrics (see :func:`mdnext.evaluation.evaluate`)
+        plus ``train_seconds`` and ``epochs``.
+
+    Raises:
+        MDNextError: Bad input or options (on every process under torchrun; a failure in rank
+            0's evaluation or writing reaches the others as :class:`~mdnext.distributed.DistributedError`).
     """
     frames_list = [trajectories] if isinstance(trajectories, Frames) else list(trajectories)
     config = config or TrainConfig()
+    distributed.setup(config.device)
     if output is not None:
         refuse_existing(output, overwrite)
     species = species_list(frames_list)
@@ -100,16 +111,22 @@ def train(
     state = fit(net, datasets.train, datasets.val, config, state=state,
                 on_epoch=save_last if output is not None else None)
     train_seconds = state.elapsed if net.trainable else time.perf_counter() - started
-    trained = TrainedModel(net.eval(), stride, dt, training)
-    metrics = _evaluate(trained, frames_list, horizons=horizons, test_fraction=test_fraction,
-                        val_fraction=val_fraction, seed=config.seed)
-    metrics.update(train_seconds=train_seconds, epochs=state.epoch, best_epoch=state.best_epoch)
-    training.update(metrics=metrics, log=state.log)
-    if output is not None:
-        trained.save(output, overwrite=True)
-        resume_path(output).unlink(missing_ok=True)
-    if plots is not None:
-        _plot(trained, datasets, metrics, state, Path(plots))
+    # mdnext.evaluation scores on the CPU; the model is returned there too.
+    trained = TrainedModel(net.cpu().eval(), stride, dt, training)
+
+    def finish() -> dict[str, Any]:
+        metrics = _evaluate(trained, frames_list, horizons=horizons, test_fraction=test_fraction,
+                            val_fraction=val_fraction, seed=config.seed, max_windows=config.max_windows)
+        metrics.update(train_seconds=train_seconds, epochs=state.epoch, best_epoch=state.best_epoch)
+        training.update(metrics=metrics, log=state.log)
+        if output is not None:
+            trained.save(output, overwrite=True)
+            resume_path(output).unlink(missing_ok=True)
+        if plots is not None:
+            _plot(trained, limit_windows(datasets, config.max_windows), metrics, state, Path(plots))
+        return metrics
+
+    training.update(metrics=distributed.run_on_main(finish), log=state.log)
     return trained
 
 
@@ -136,13 +153,14 @@ def evaluate(
     test_fraction: float = 0.2,
     val_fraction: float = 0.1,
     seed: int = 0,
+    max_windows: int | None = None,
 ) -> dict[str, Any]:
     """Score a model (or a checkpoint path) and every baseline on the test split; see
-    :func:`mdnext.evaluation.evaluate` for the metrics (Å², Å)."""
+    :func:`mdnext.evaluation.evaluate` for the metrics (Å², Å) and ``max_windows``."""
     if not isinstance(trained, TrainedModel):
         trained = TrainedModel.load(trained)
     return _evaluate(trained, trajectories, horizons=horizons, test_fraction=test_fraction,
-                     val_fraction=val_fraction, seed=seed)
+                     val_fraction=val_fraction, seed=seed, max_windows=max_windows)
 
 
 def _plot(trained: TrainedModel, datasets: Any, metrics: dict[str, Any], state: TrainState, directory: Path) -> None:

@@ -82,8 +82,8 @@ def convert(
 
 
 def _load_all(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select: str | None,
-              dt: float | None = None) -> list[mdnext.Frames]:
-    return [mdnext.load(t, fmt, topology=topology, select=select, dt=dt) for t in trajs]
+              dt: float | None = None, cache: bool = False) -> list[mdnext.Frames]:
+    return [mdnext.load(t, fmt, topology=topology, select=select, dt=dt, cache=cache) for t in trajs]
 
 
 def training_options(func: Callable) -> Callable:
@@ -102,6 +102,7 @@ def training_options(func: Callable) -> Callable:
         click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True)),
         click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"])),
         click.option("--dt", default=None, type=click.FloatRange(min=0, min_open=True), help="Time between input frames in ps (overrides the file)."),
+        click.option("--max-windows", default=None, type=click.IntRange(min=1), help="For long trajectories: train each epoch on this many random windows; fit, validate and test on this many evenly spaced ones."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
     ]
     for option in reversed(options):
@@ -114,7 +115,7 @@ def _train(trajs: list[mdnext.Frames], model: str, options: dict[str, Any], **kw
 
     config = TrainConfig(
         epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"], seed=options["seed"],
-        device=options["device"], quiet=options["quiet"], unroll=options["unroll"],
+        device=options["device"], quiet=options["quiet"], unroll=options["unroll"], max_windows=options["max_windows"],
         time_limit=None if options["time_limit"] is None else 60.0 * options["time_limit"],
     )
     model_options = {} if options["cutoff"] is None else {"cutoff": options["cutoff"]}
@@ -162,14 +163,43 @@ def _report(metrics: dict[str, Any], name: str, json_path: str | None) -> None:
 @click.option("--metrics", "metrics_path", default=None, type=click.Path(), help="Write the test metrics as JSON.")
 @click.option("--plots", default=None, type=click.Path(file_okay=False), help="Directory for loss, parity and rollout plots.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run that writes OUTPUT.")
+@click.option("--cache", is_flag=True, help="Read through the on-disk cache ($MDNEXT_CACHE_DIR, default ~/.cache/mdnext): for trajectories larger than memory.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def train(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select: str | None, model_name: str,
-          output: str, metrics_path: str | None, plots: str | None, resume: bool, force: bool, **options: Any) -> None:
-    """Train a displacement model on TRAJS and compare it with the baselines on the test split."""
-    frames = _load_all(trajs, topology, fmt, select, options.pop("dt"))
+          output: str, metrics_path: str | None, plots: str | None, resume: bool, cache: bool, force: bool,
+          **options: Any) -> None:
+    """Train a displacement model on TRAJS and compare it with the baselines on the test split.
+
+    Under torchrun (``torchrun --nproc_per_node P -m mdnext.cli train …``) the P processes
+    train together; rank 0 writes the files and prints."""
+    from mdnext import distributed
+
+    _join_processes(options["device"])
+    dt = options.pop("dt")
+    if cache:
+
+        def build_entries() -> None:  # rank 0 builds missing cache entries; the others then open them
+            _load_all(trajs, topology, fmt, select, dt, cache)
+
+        distributed.run_on_main(build_entries)
+    frames = _load_all(trajs, topology, fmt, select, dt, cache)
     trained = _train(frames, model_name, options, output=output, overwrite=force or resume, resume=resume, plots=plots)
+    if not distributed.is_main():
+        return
     _report(trained.metrics, model_name, metrics_path)
     click.echo(f"wrote {output} ({trained.metrics['epochs']} epochs, {trained.metrics['train_seconds']:.0f} s)")
+
+
+def _join_processes(device: str) -> None:
+    """Join the torchrun process group, if launched by torchrun, and say so (rank 0)."""
+    import torch
+
+    from mdnext import distributed
+
+    distributed.setup(device)
+    if distributed.world_size() > 1 and distributed.is_main():
+        backend = torch.distributed.get_backend()
+        click.echo(f"training on {distributed.world_size()} processes (torchrun, {backend})")
 
 
 @main.command()
@@ -217,6 +247,7 @@ def extrapolate(traj: str, topology: str | None, fmt: str | None, select: str | 
         raise UserError(f"-n must be a positive number of frames, got {n_frames}")
     check_output(output, overwrite=force)
     frames = mdnext.load(traj, fmt, topology=topology, select=select, dt=options.pop("dt"))
+    from mdnext import distributed
     from mdnext.checkpoint import TrainedModel
 
     if model_path is not None:
@@ -224,8 +255,12 @@ def extrapolate(traj: str, topology: str | None, fmt: str | None, select: str | 
     else:
         if options["time_limit"] is None:
             options["time_limit"] = QUICK_TIME_LIMIT_MINUTES
+        _join_processes(options["device"])
         trained = _quick_train(frames, options, save_model, force)
+        if not distributed.is_main():  # under torchrun: rank 0 alone extrapolates and writes
+            return
         _report(trained.metrics, "equivariant", None)
+    trained.model.to(distributed.resolve_device(options["device"]))
     future = mdnext.extrapolate(trained, frames, n_frames, wrap=wrap, include_input=include_input)
     mdnext.save(future, output, overwrite=force)
     click.echo(f"wrote {future.n_frames} frames of {future.n_atoms} atoms to {output}")

@@ -3,11 +3,17 @@
 The loss is the mean squared displacement error divided by the model's own error before
 training (``loss_scale``), so it starts at 1 for every model; for the equivariant model, whose
 head starts at zero, that is the error of its prior.
+
+Under ``torchrun`` (see :mod:`mdnext.distributed`) the gradient steps run data-parallel with
+:class:`~torch.nn.parallel.DistributedDataParallel`: every global batch of ``batch_size``
+windows is split between the processes, and each process weights its share's loss so that the
+averaged gradient is that of the whole batch (the single-process gradient, up to rounding).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -16,9 +22,9 @@ from typing import Any
 
 import torch
 
-from mdnext.data import make_loader
+from mdnext import distributed
+from mdnext.data import DataError, make_loader
 from mdnext.errors import MDNextError
-from mdnext.metrics import evaluate_windows
 from mdnext.models.base import DisplacementModel
 
 
@@ -28,7 +34,8 @@ class TrainConfig:
 
     Attributes:
         epochs: Maximum number of passes over the training windows.
-        batch_size: Windows (structures) per batch.
+        batch_size: Windows (structures) per optimiser step; under torchrun the global batch,
+            split between the processes (at least one window each).
         lr: Initial Adam learning rate; annealed by a cosine to ``lr * min_lr_ratio``.
         patience: Stop after this many epochs without a better validation loss.
         time_limit: Wall-clock budget in seconds (None: none). The schedule follows whichever
@@ -37,11 +44,14 @@ class TrainConfig:
         seed: Seeds model initialisation and batch order; same seed, same result on CPU
             (with ``MKL_DYNAMIC=FALSE`` in the environment before torch loads, as the CLI
             sets it: otherwise MKL may use fewer threads on a busy machine and round differently).
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        quiet: No progress bar.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (under torchrun, cuda is ``cuda:LOCAL_RANK``).
+        quiet: No progress bar (processes other than rank 0 never show one).
         unroll: Steps of the training rollout: with ``unroll > 1`` the model is fed its own
             predictions for that many steps and the loss is the accumulated position error
             (see :func:`rollout_loss`); this trades one-step accuracy for stable long rollouts.
+        max_windows: For long trajectories: each epoch trains on a fresh random subset of at
+            most this many windows, and the closed-form fits, the loss scale and validation use
+            at most this many evenly spaced ones (None: all windows).
     """
 
     epochs: int = 200
@@ -55,6 +65,7 @@ class TrainConfig:
     quiet: bool = False
     grad_clip: float = 10.0
     unroll: int = 1
+    max_windows: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain data."""
@@ -80,12 +91,11 @@ class TrainState:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` → cuda where available, else cpu; an unavailable cuda is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MDNextError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    return torch.device(name)
+    """``"auto"`` → cuda where available, else cpu; an unavailable cuda is a user error.
+
+    Under torchrun cuda means this process's GPU, ``cuda:LOCAL_RANK``.
+    """
+    return distributed.resolve_device(name)
 
 
 def _cosine(progress: float, min_ratio: float) -> float:
@@ -104,6 +114,11 @@ def fit(
 ) -> TrainState:
     """Fit ``model`` on ``train_set`` (closed-form parts first, then Adam if trainable).
 
+    Under torchrun every process calls this with the same arguments: the closed-form fit runs
+    on every process on all training windows (identical results), the gradient steps are
+    data-parallel, and every decision (learning rate, early stopping, time limit) follows
+    rank 0's numbers, so all processes end with the same weights and state.
+
     Args:
         model: A freshly built model (or the one ``state`` was saved from, when resuming).
         train_set: Training windows; ``val_set``: validation windows (may be empty: then the
@@ -112,27 +127,31 @@ def fit(
         state: A saved :class:`TrainState` to resume from (the model's weights must already be
             those of ``state``'s last epoch).
         on_epoch: Called after every epoch with the model (last weights) and the state, e.g.
-            to write a resumable checkpoint.
+            to write a resumable checkpoint; on rank 0 only under torchrun.
 
     Returns:
-        The final state; the model holds the best weights.
+        The final state; the model holds the best weights, on the training device.
     """
-    device = resolve_device(config.device)
-    model.to(device)
-    if state is None:
-        model.fit_closed_form(make_loader(train_set, config.batch_size, shuffle=False))
+    device = distributed.setup(config.device)
+    _check_world(config, train_set)
+    fresh = state is None
+    fixed_train, val_set = train_set.subset(config.max_windows), val_set.subset(config.max_windows)
+    if fresh:
+        model.to("cpu")  # the closed-form fits read the loader's CPU batches
+        model.fit_closed_form(make_loader(fixed_train, config.batch_size, shuffle=False))
         state = TrainState()
-        if model.trainable:
-            state.loss_scale = max(evaluate_windows(model, make_loader(train_set, config.batch_size), device=device), 1e-300)
+    model.to(device)
     if not model.trainable:
         return state
+    if fresh:
+        state.loss_scale = max(_mean_loss(model, fixed_train, config.batch_size, device), 1e-300)
     if config.unroll > 1:
         train_set, val_set = train_set.with_horizon(config.unroll), val_set.with_horizon(config.unroll)
 
+    objective = _objective(model, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if state.optimizer is not None:
         optimizer.load_state_dict(state.optimizer)
-    val_loader = make_loader(val_set, config.batch_size) if len(val_set) else None
     progress = _progress(config, state)
     started = time.perf_counter() - state.elapsed
     bad_epochs = state.epoch - state.best_epoch
@@ -144,10 +163,14 @@ def fit(
                 break
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _cosine(fraction, config.min_lr_ratio)
-        train_loss = _train_epoch(model, train_set, optimizer, config, state, device)
-        val_loss = train_loss if val_loader is None else _validate(model, val_loader, device) / state.loss_scale
+        train_loss = _train_epoch(model, train_set, optimizer, config, state, device, objective)
+        val_loss = train_loss
+        if len(val_set):
+            val_loss = _mean_loss(model, val_set, config.batch_size, device) / state.loss_scale
+        # Elapsed times differ between processes: all follow rank 0's clock (and numbers).
+        elapsed, train_loss, val_loss = distributed.broadcast((time.perf_counter() - started, train_loss, val_loss))
         state.epoch += 1
-        state.elapsed = time.perf_counter() - started
+        state.elapsed = elapsed
         state.log.append({"epoch": state.epoch, "train_loss": train_loss, "val_loss": val_loss,
                           "lr": optimizer.param_groups[0]["lr"], "seconds": state.elapsed})
         if val_loss < state.best_val:
@@ -158,34 +181,84 @@ def fit(
         if progress is not None:
             progress.update(1)
             progress.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}", best=state.best_epoch)
-        if on_epoch is not None:
+        if on_epoch is not None and distributed.is_main():
             on_epoch(model, state)
     if progress is not None:
         progress.close()
+    del objective  # releases the DistributedDataParallel wrapper
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     return state
 
 
+def _check_world(config: TrainConfig, train_set: Any) -> None:
+    """Every process needs at least one window of every global batch."""
+    world = distributed.world_size()
+    if world > 1 and min(config.batch_size, len(train_set)) < world:
+        raise MDNextError(f"batch size {config.batch_size} with {len(train_set)} training windows leaves "
+                          f"some of the {world} processes without windows: use --batch-size >= {world}")
+
+
+class _Objective(torch.nn.Module):
+    """The training loss as a module, so that DistributedDataParallel sees one forward per backward
+    (an unrolled loss calls the model several times)."""
+
+    def __init__(self, model: DisplacementModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return rollout_loss(self.model, batch)
+
+
+def _objective(model: DisplacementModel, device: torch.device) -> torch.nn.Module:
+    """:class:`_Objective`, wrapped in DistributedDataParallel when several processes train.
+
+    The wrapper broadcasts rank 0's weights and buffers once; the buffers (prior coefficients,
+    scales) are fitted identically on every process and never change, so they are not
+    broadcast again at every step.
+    """
+    objective = _Objective(model)
+    if distributed.world_size() == 1:
+        return objective
+    ddp = torch.nn.parallel.DistributedDataParallel
+    # torch >= 2.13 renamed broadcast_buffers (now deprecated) to forward_sync_buffers
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters else "broadcast_buffers"
+    return ddp(objective, device_ids=[device.index] if device.type == "cuda" else None, **{no_sync: False})
+
+
 def _train_epoch(model: DisplacementModel, train_set: Any, optimizer: torch.optim.Optimizer,
-                 config: TrainConfig, state: TrainState, device: torch.device) -> float:
-    """One pass over shuffled training windows; returns the mean normalised loss."""
+                 config: TrainConfig, state: TrainState, device: torch.device,
+                 objective: torch.nn.Module | None = None) -> float:
+    """One pass over shuffled training windows; returns the mean normalised loss (all processes).
+
+    Each process gets its share of every global batch (see :func:`mdnext.data.make_loader`) and
+    minimises its per-atom mean loss times ``world × local atoms / global atoms``: averaged over
+    the processes (as DistributedDataParallel averages gradients), that is the per-atom mean
+    over the global batch, whatever the shares' sizes.
+    """
+    objective = _Objective(model) if objective is None else objective
+    world = distributed.world_size()
     model.train()
-    loader = make_loader(train_set, config.batch_size, shuffle=True, seed=config.seed + state.epoch)
-    total, count = 0.0, 0
+    loader = make_loader(train_set, config.batch_size, shuffle=True, seed=config.seed + state.epoch,
+                         rank=distributed.rank(), world_size=world, limit=config.max_windows)
+    total, count = 0.0, 0.0
     for batch in loader:
         batch = batch.to(device)
         optimizer.zero_grad(set_to_none=True)
-        loss = rollout_loss(model, batch) / state.loss_scale
-        if not torch.isfinite(loss):
-            raise MDNextError(f"training diverged at epoch {state.epoch + 1} (loss {loss.item()}); lower --lr")
-        loss.backward()
+        local = objective(batch)
+        atoms = float(batch.num_nodes)
+        global_atoms, global_sum = distributed.all_reduce_sum([atoms, local.item() * atoms])
+        loss = global_sum / global_atoms / state.loss_scale
+        if not math.isfinite(loss):
+            raise MDNextError(f"training diverged at epoch {state.epoch + 1} (loss {loss}); lower --lr")
+        (local * (world * atoms / global_atoms) / state.loss_scale).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        total += loss.item() * batch.num_nodes
-        count += batch.num_nodes
+        total += global_sum / state.loss_scale
+        count += global_atoms
     model.eval()
-    return total / max(count, 1)
+    return total / max(count, 1.0)
 
 
 def rollout_loss(model: DisplacementModel, batch: Any) -> torch.Tensor:
@@ -213,20 +286,28 @@ def rollout_loss(model: DisplacementModel, batch: Any) -> torch.Tensor:
     return total / steps
 
 
-def _validate(model: DisplacementModel, loader: Any, device: torch.device) -> float:
-    """:func:`rollout_loss` averaged over all atoms of ``loader``, without gradients."""
+def _mean_loss(model: DisplacementModel, dataset: Any, batch_size: int, device: torch.device) -> float:
+    """:func:`rollout_loss` averaged over all atoms of ``dataset`` (Å²), without gradients.
+
+    Under torchrun each process scores a contiguous share of the windows and the sums are
+    added up, so every process gets the same number.
+    """
+    indices = distributed.shard(len(dataset))
     total, count = 0.0, 0
     model.eval()
     with torch.no_grad():
-        for batch in loader:
-            batch = batch.to(device)
+        for first in range(indices.start, indices.stop, int(batch_size)):
+            batch = dataset.batch(range(first, min(first + int(batch_size), indices.stop))).to(device)
             total += float(rollout_loss(model, batch)) * batch.num_nodes
             count += batch.num_nodes
-    return total / max(count, 1)
+    total, count = distributed.all_reduce_sum([total, count])
+    if count == 0:
+        raise DataError("no windows to evaluate (the split is empty or too short)")
+    return total / count
 
 
 def _progress(config: TrainConfig, state: TrainState) -> Any:
-    if config.quiet:
+    if config.quiet or not distributed.is_main():
         return None
     from tqdm.auto import tqdm
 
