@@ -24,7 +24,7 @@ from mdnext.checkpoint import TrainedModel, build_model, data_hash, read_checkpo
 from mdnext.data import make_loader, species_list
 from mdnext.errors import InputError
 from mdnext.evaluation import evaluate as _evaluate
-from mdnext.evaluation import evaluation_datasets, limit_windows
+from mdnext.evaluation import evaluation_datasets, limit_windows, windows_per_batch
 from mdnext.frames import Frames
 from mdnext.io import refuse_existing
 from mdnext.rollout import extrapolate
@@ -171,7 +171,7 @@ def _plot(trained: TrainedModel, datasets: Any, metrics: dict[str, Any], state: 
         plot_losses(state.log, directory / "loss.png")
     predicted, target = [], []
     with torch.no_grad():
-        for batch in make_loader(datasets.test, 64):
+        for batch in make_loader(datasets.test, windows_per_batch(datasets.test.max_atoms)):
             predicted.append(trained.model(batch))
             target.append(batch.y)
     plot_parity(torch.cat(predicted).numpy(), torch.cat(target).numpy(), directory / "parity.png")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from mdnext import registry
+from mdnext.data import read_frames
 from mdnext.errors import InputError, first_line
 from mdnext.frames import Frames
 from mdnext.io import atomic_path
@@ -43,11 +44,20 @@ def versions() -> dict[str, str]:
     return {name: str(version) for name, version in found.items()}
 
 
+#: Frames hashed at a time by :func:`data_hash`.
+HASH_BLOCK_FRAMES = 256
+
+
 def data_hash(frames_list: list[Frames]) -> str:
-    """A short SHA-256 of the positions of all trajectories (identifies the training data)."""
+    """A short SHA-256 of the positions of all trajectories (identifies the training data).
+
+    Read in blocks of frames, so a memory-mapped trajectory is never resident whole.
+    """
     digest = hashlib.sha256()
     for frames in frames_list:
-        digest.update(np.ascontiguousarray(frames.positions).tobytes())
+        for start in range(0, frames.n_frames, HASH_BLOCK_FRAMES):
+            block = np.arange(start, min(start + HASH_BLOCK_FRAMES, frames.n_frames))
+            digest.update(read_frames(frames.positions, block).tobytes())
         digest.update("|".join(frames.species.tolist()).encode())
     return digest.hexdigest()[:16]
 

@@ -335,6 +335,11 @@ class WindowDataset(torch.utils.data.Dataset):
         counts = np.array([track.n_atoms for track in self._tracks], dtype=np.int64)
         return int(counts[self._which].sum()) if len(self) else 0
 
+    @property
+    def max_atoms(self) -> int:
+        """Atoms in the largest structure (0 without windows)."""
+        return max((self._tracks[int(i)].n_atoms for i in np.unique(self._which)), default=0)
+
     def __len__(self) -> int:
         return int(self._frame.shape[0])
 

@@ -31,6 +31,16 @@ from mdnext.trainer import TrainConfig, fit
 BASELINE_HISTORY = 8
 #: Constant acceleration needs two past displacements.
 MIN_BASELINE_HISTORY = 2
+#: Atoms per evaluation batch (and per batch of rollout starts): bounds the memory of scoring
+#: large systems; small ones still go 64 windows at a time.
+ATOMS_PER_BATCH = 20_000
+
+
+def windows_per_batch(n_atoms: int, most: int = 64) -> int:
+    """How many windows of ``n_atoms`` atoms to score at once: at most ``most``, at least 1."""
+    return max(1, min(int(most), ATOMS_PER_BATCH // max(int(n_atoms), 1)))
+
+
 #: Adam settings for the tutorial's linear baseline (12 parameters: a few epochs suffice).
 LINEAR_CONFIG = TrainConfig(epochs=20, batch_size=32, lr=1e-3, patience=5, quiet=True)
 
@@ -75,14 +85,15 @@ def fit_baselines(datasets: Datasets, seed: int = 0) -> dict[str, DisplacementMo
 
 
 def score(model: DisplacementModel, datasets: Datasets, frames_list: Sequence[Frames], horizons: Sequence[int],
-          batch_size: int = 64, max_starts: int = 64) -> dict[str, Any]:
+          max_starts: int = 64) -> dict[str, Any]:
     """Test ``mse`` (Å²) and ``rollout_rmsd`` (Å, averaged over trajectories) of one model."""
-    loader = make_loader(datasets.test, batch_size)
+    loader = make_loader(datasets.test, windows_per_batch(datasets.test.max_atoms))
     rmsd: dict[str, list[float]] = {}
     for frames, frame_range in zip(frames_list, datasets.ranges["test"]):
         with warnings.catch_warnings():  # a horizon longer than the test span is left out (shown as —)
             warnings.simplefilter("ignore", UserWarning)
-            found = rollout_rmsd(model, frames, frame_range, horizons, datasets.stride, max_starts)
+            found = rollout_rmsd(model, frames, frame_range, horizons, datasets.stride, max_starts,
+                                 starts_per_call=windows_per_batch(frames.n_atoms, 32))
         for horizon, value in found.items():
             rmsd.setdefault(str(horizon), []).append(value)
     return {
@@ -121,7 +132,7 @@ def evaluate(
     datasets = limit_windows(datasets, max_windows)
     model = trained.model.eval()
     result = score(model, datasets, frames_list, horizons)
-    sample = next(iter(make_loader(datasets.test, 8)))
+    sample = next(iter(make_loader(datasets.test, windows_per_batch(datasets.test.max_atoms, 8))))
     squares = [(float(batch.y.square().sum()), batch.y.numel()) for batch in make_loader(datasets.test, 64)]
     displacement_rms = math.sqrt(sum(total for total, _ in squares) / sum(count for _, count in squares))
     result["equivariance_error"] = equivariance_error(model, sample)
