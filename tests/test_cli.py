@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from MDAnalysisTests.datafiles import DCD, GRO, PSF, XTC, XYZ
 
 import mdnext
+from mdnext.checkpoint import TrainedModel
 from mdnext.cli import main
 
 from conftest import BUNDLED_PATHS
@@ -258,3 +259,15 @@ def test_extrapolate_fits_and_keeps_its_model(polymer_file, tmp_path):
     assert trained.model.name == "equivariant" and trained.history == 4
     again = mdnext.extrapolate(trained, mdnext.load(polymer_file), 5)
     np.testing.assert_allclose(written.positions[400:], again.positions, atol=1e-6)
+
+
+def test_train_through_the_cache_on_a_window_budget(tmp_path, monkeypatch):
+    monkeypatch.setenv("MDNEXT_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "ca.pt"
+    args = ["train", DCD, "-t", PSF, "--select", "name CA", "--cache", "--max-windows", "12", "-k", "2",
+            "--epochs", "1", "--batch-size", "4", "-q", "-o", out, "--metrics", tmp_path / "m.json"]
+    run(*args)
+    assert len(list((tmp_path / "cache").glob("*.f64"))) == 1  # positions cached once, memory-mapped
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["splits"]["train"] == 12 and 0 < metrics["splits"]["test"] <= 12
+    assert TrainedModel.load(out).training["config"]["max_windows"] == 12
