@@ -9,9 +9,9 @@ library versions it was written with.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 import platform
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

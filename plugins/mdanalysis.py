@@ -36,9 +36,9 @@ from typing import Any
 
 import MDAnalysis as mda
 import numpy as np
-from MDAnalysis.core.groups import AtomGroup, UpdatingAtomGroup
 from MDAnalysis.coordinates.core import get_reader_for
 from MDAnalysis.coordinates.memory import MemoryReader
+from MDAnalysis.core.groups import AtomGroup, UpdatingAtomGroup
 from MDAnalysis.exceptions import SelectionError
 from MDAnalysis.guesser.tables import SYMB2Z
 from MDAnalysis.lib.mdamath import triclinic_box, triclinic_vectors
@@ -54,6 +54,9 @@ NOT_FILE_FORMATS = frozenset(
 )
 #: The message MDAnalysis warns with when it makes up dt = 1 ps.
 NO_DT_WARNING = "Reader has no dt information"
+#: MDAnalysis 2.x announces on every DCD opened that 3.0 will change how its timesteps are
+#: copied; mdnext copies the positions of each frame, so the change does not concern it.
+DCD_TIMESTEP_WARNING = "DCDReader currently makes independent timesteps"
 #: Species given to atoms whose topology has no elements, types or names.
 UNKNOWN_SPECIES = "X"
 #: MDAnalysis writer warnings about things Frames never carry (no box; PDB-only columns).
@@ -116,7 +119,9 @@ def _open(path: Path, fmt: str, topology: Any) -> mda.Universe:
             warnings.filterwarnings("ignore", message="No coordinate reader found")
             universe = _universe(topology, "read topology", str(topology))
         try:
-            universe.load_new(str(path), format=key)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=DCD_TIMESTEP_WARNING)
+                universe.load_new(str(path), format=key)
         except Exception as exc:
             raise _trajectory_error(path, key, topology, universe, exc) from exc
     if key == "DCD":

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from MDAnalysisTests.datafiles import DCD, GRO, PSF, XTC
+from mdnext.plugins.mdanalysis import MDAnalysisReader
 
 import mdnext
 from mdnext.cache import cache_key, load_cached
 from mdnext.errors import InputError
-from mdnext.plugins.mdanalysis import MDAnalysisReader
 
 
 def entries(directory: Path) -> list[str]:

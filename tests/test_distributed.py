@@ -87,13 +87,17 @@ dump(trained.metrics)
 '''
 
 
-def torchrun(args: list[str], timeout: float = 240.0) -> subprocess.CompletedProcess:
-    """``python -m torch.distributed.run --standalone --nproc_per_node 2 ARGS`` (one thread each)."""
+def torchrun(args: list[str], cwd: Path, timeout: float = 240.0) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --standalone --nproc_per_node 2 ARGS`` (one thread each) in ``cwd``.
+
+    Not in the repository root: there ``-m mdnext.cli`` would import the source tree, whose
+    ``mdnext`` lacks the ``mdnext.plugins`` that only an installation maps in.
+    """
     env = {k: v for k, v in os.environ.items()
            if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(OMP_NUM_THREADS="1", MKL_DYNAMIC="FALSE")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd)
 
 
 def launch(tmp_path: Path, **options) -> tuple[subprocess.CompletedProcess, Path, Path]:
@@ -106,7 +110,7 @@ def launch(tmp_path: Path, **options) -> tuple[subprocess.CompletedProcess, Path
         stale.unlink()
     args = {"data": str(BUNDLED_PATHS), "n_frames": N_FRAMES, "epochs": EPOCHS, "batch_size": BATCH_SIZE,
             "model": MODEL, "output": str(out / "model.pt"), "ranks": str(ranks), **options}
-    return torchrun([str(script), json.dumps(args)]), out, ranks
+    return torchrun([str(script), json.dumps(args)], tmp_path), out, ranks
 
 
 def ranks_report(ranks: Path) -> list[dict]:
@@ -183,7 +187,7 @@ def test_cli_under_torchrun_writes_once(tmp_path):
     mdnext.save(mdnext.load(BUNDLED_PATHS, dt=0.00125)[:N_FRAMES], data)
     result = torchrun(["-m", "mdnext.cli", "train", str(data), "--model", "linear", "-k", "0", "--epochs", "2",
                        "--batch-size", "8", "-o", str(tmp_path / "lin.pt"), "--metrics", str(tmp_path / "m.json"),
-                       "--plots", str(tmp_path / "plots"), "-q"])
+                       "--plots", str(tmp_path / "plots"), "-q"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("training on 2 processes (torchrun, gloo)") == 1
     assert result.stdout.count("wrote ") == 1 and result.stdout.count("test MSE") == 1
