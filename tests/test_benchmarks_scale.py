@@ -1,4 +1,4 @@
-"""The scaling benchmarks ``benchmarks/inference.py`` and ``benchmarks/neighbors.py`` at tiny sizes."""
+"""The scaling benchmarks (inference, neighbour lists, a trajectory larger than memory) at tiny sizes."""
 
 from __future__ import annotations
 
@@ -201,3 +201,21 @@ def test_edge_blocks_give_the_same_model(inference):
     for got, expected in zip(blocked_grads, whole_grads):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
     assert model.layers[0].edge_block == 97 and inference.mdnext_model(system).layers[0].edge_block >= 1024
+
+
+def test_large_trajectory_benchmark_runs_small(tmp_path):
+    """The larger-than-memory benchmark end to end on a tiny tiled DCD: cache, train, RSS report."""
+    import subprocess
+
+    out = tmp_path / "large.json"
+    command = [sys.executable, str(BENCHMARKS / "large_trajectory.py"), "--gigabytes", "0.004", "--minutes", "0.02",
+               "--max-windows", "4", "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["atoms"] == 3341 and result["frames"] >= 98
+    assert result["positions_gigabytes"] == pytest.approx(result["frames"] * 3341 * 24 / 1e9)
+    peaks = result["rss_peak_mb_by_phase"]
+    assert {"cache build", "training + evaluation"} <= set(peaks)
+    assert 0 < peaks["cache build"] <= result["ru_maxrss_mb"] < 4000
+    assert result["metrics"]["splits"]["train"] == 4 and math.isfinite(result["metrics"]["mse"])
