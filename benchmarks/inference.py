@@ -92,7 +92,8 @@ if str(HERE) not in sys.path:  # run as a script or imported from the tests
 
 import numpy as np
 import torch
-from neighbors import machine_info, median_seconds, write_json
+from neighbors import machine_info, median_seconds
+from reporting import write_json
 
 REPO = HERE.parent
 RESULTS = HERE / "results"

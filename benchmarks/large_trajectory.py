@@ -33,8 +33,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DATA = Path(__file__).resolve().parent / "data"
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # run as a script or imported from the tests
+    sys.path.insert(0, str(HERE))
+
+from reporting import write_json
+
+RESULTS = HERE / "results"
+DATA = HERE / "data"
 
 
 def tile_dcd(target: Path, gigabytes: float) -> dict[str, Any]:
@@ -176,8 +182,7 @@ def main() -> None:
     metrics = result["metrics"]
     print(f"trained {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s; test mse {metrics['mse']:.4g} Å² "
           f"(autoregressive {metrics['baselines']['autoregressive']:.4g}, zero {metrics['baselines']['zero']:.4g})")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1))
+    write_json(result, args.json)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import math
 import os
 import platform
 import statistics
@@ -33,13 +31,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # run as a script or imported from the tests
+    sys.path.insert(0, str(HERE))
+
 import numpy as np
 import torch
+from reporting import write_json
 from vesin import NeighborList
 
 from mdnext.neighbors import radius_graph
 
-HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 #: Liquid argon number density, atoms/Å³ (1.41 g/cm³ at 39.95 g/mol).
 DENSITY = 0.0213
@@ -136,24 +138,6 @@ def machine_info() -> dict[str, Any]:
         "git_commit": commit,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def write_json(report: dict[str, Any], path: Path) -> None:
-    """Write ``report`` as JSON (non-finite floats as null), replacing ``path`` atomically."""
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(clean(report), indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def run(sizes: Sequence[int], repeats: int = DEFAULT_REPEATS, cutoff: float = CUTOFF,

@@ -60,7 +60,6 @@ import argparse
 import copy
 import dataclasses
 import datetime
-import json
 import math
 import os
 import platform
@@ -70,11 +69,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # run as a script or imported from the tests
+    sys.path.insert(0, str(HERE))
+
 import numpy as np
 import torch
 import torch_geometric
 from e3nn import o3
 from e3nn.nn.models.gate_points_2101 import Network
+from reporting import write_json
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
@@ -82,10 +86,9 @@ import mdnext
 from mdnext import cli
 from mdnext.checkpoint import TrainedModel, build_model, data_hash, versions
 from mdnext.data import Datasets, make_loader, species_list
-from mdnext.errors import MDNextError, OutputError
+from mdnext.errors import MDNextError
 from mdnext.evaluation import evaluate, evaluation_datasets, score
 from mdnext.frames import Frames
-from mdnext.io import atomic_path
 from mdnext.metrics import evaluate_windows, mse
 from mdnext.models.base import DisplacementModel
 from mdnext.trainer import TrainConfig, fit
@@ -450,30 +453,6 @@ def format_table(rows: list[dict[str, Any]], horizons: Sequence[int] = HORIZONS)
                      + cell(row["train_seconds"], 10, ".1f") + cell(row["frames_per_second"], 10, ".1f")
                      + cell(row["seconds_to_within_10pct"], 10, ".1f"))
     return "\n".join(lines)
-
-
-def write_json(report: dict[str, Any], path: Path) -> None:
-    """Write ``report`` atomically (non-finite floats as null).
-
-    Raises:
-        OutputError: The directory cannot be made or the file cannot be written.
-    """
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, overwrite=True) as tmp:
-            tmp.write_text(json.dumps(clean(report), indent=2) + "\n")
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
 
 
 # ----------------------------------------------------------------------------- main
