@@ -176,7 +176,7 @@ def train(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select:
 
     _join_processes(options["device"])
     dt = options.pop("dt")
-    if cache:
+    if cache and distributed.world_size() > 1:
 
         def build_entries() -> None:  # rank 0 builds missing cache entries; the others then open them
             _load_all(trajs, topology, fmt, select, dt, cache)
