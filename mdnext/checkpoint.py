@@ -25,7 +25,11 @@ from mdnext.frames import Frames
 from mdnext.io import atomic_path
 from mdnext.models.base import DisplacementModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format 2: the equivariant layers' tensor-product outputs are grouped by irrep, so their
+#: ``linear_out`` weights are ordered differently from format 1 (same shapes: they would load
+#: silently and wrongly), and format-1 equivariant checkpoints are refused.
+_EQUIVARIANT_SINCE = 2
 
 
 def versions() -> dict[str, str]:
@@ -118,6 +122,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: not an mdnext checkpoint (no format_version/model entries)")
     if checkpoint["format_version"] > FORMAT_VERSION:
         raise InputError(f"{path}: checkpoint format {checkpoint['format_version']} is newer than this mdnext reads")
+    if checkpoint["model"] == "equivariant" and checkpoint["format_version"] < _EQUIVARIANT_SINCE:
+        raise InputError(f"{path}: an equivariant model in checkpoint format {checkpoint['format_version']}, whose "
+                         "layers order their weights differently from this mdnext's: train it again")
     saved = checkpoint.get("versions", {})
     current = versions()
     differing = [f"{k} {saved[k]} (now {current[k]})" for k in ("mdnext", "torch", "e3nn") if saved.get(k) != current[k]]

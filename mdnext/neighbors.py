@@ -97,7 +97,7 @@ def radius_graph(
         atom i, row 1 the neighbour j, and ``edge_vec = pos[j] - pos[i] + shift``, the
         periodic image's shift included. Both directions of every pair are listed; pairs at
         zero distance (an atom with itself, coincident atoms) are not. The list is built on
-        the CPU (one vesin call per structure) and returned on ``pos``'s device; it carries
+        the CPU (one vesin call per periodic structure, one for all non-periodic ones) and returned on ``pos``'s device; it carries
         no gradient.
 
     Raises:
@@ -120,6 +120,12 @@ def radius_graph(
     counts = torch.bincount(batch, minlength=num_structures).tolist()
     sorted_pos = pos if order is None else pos[order]
     calculator = NeighborList(cutoff=float(cutoff), full_list=True)
+    if num_structures > 1 and n and not bool(pbc.any()):
+        edge_index, edge_vec = _separated_structures(calculator, sorted_pos, batch if order is None else batch[order],
+                                                     float(cutoff))
+        if order is not None:
+            edge_index = order[edge_index]
+        return edge_index.to(device), edge_vec.to(device)
     parts = []
     start = 0
     for b, count in enumerate(counts):
@@ -143,6 +149,33 @@ def radius_graph(
     if order is not None:
         edge_index = order[edge_index]
     return edge_index.to(device), edge_vec.to(device)
+
+
+def _separated_structures(calculator: NeighborList, pos: torch.Tensor, batch: torch.Tensor,
+                          cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-periodic structures (atoms grouped by structure) in one vesin call.
+
+    Each structure is moved along x into its own slab, the slabs more than the cutoff apart,
+    so that no pair between structures is in range; one call then replaces one call per
+    structure (each ~0.1 ms of overhead: most of a training step's graph time for a batch of
+    small molecules). The vectors are taken from the original positions.
+    """
+    n_structures = int(batch[-1]) + 1
+    x = pos[:, 0]
+    low = torch.full((n_structures,), torch.inf, dtype=pos.dtype).scatter_reduce(0, batch, x, "amin")
+    high = torch.full((n_structures,), -torch.inf, dtype=pos.dtype).scatter_reduce(0, batch, x, "amax")
+    low, high = torch.nan_to_num(low), torch.nan_to_num(high)  # structures without atoms
+    spacing = float((high - low).max()) + 2.0 * cutoff
+    moved = pos.clone()
+    moved[:, 0] += (batch.to(pos.dtype) * spacing - low[batch])
+    box = torch.zeros(3, 3, dtype=torch.float64)
+    i, j = calculator.compute(moved, box, torch.zeros(3, dtype=torch.bool), "ij")
+    edge_index = torch.stack([_as_int64(i), _as_int64(j)])
+    edge_vec = pos[edge_index[1]] - pos[edge_index[0]]
+    keep = (edge_vec != 0).any(dim=1)
+    if not bool(keep.all()):
+        edge_index, edge_vec = edge_index[:, keep], edge_vec[keep]
+    return edge_index, edge_vec
 
 
 def _one_structure(

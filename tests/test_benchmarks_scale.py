@@ -197,7 +197,8 @@ def test_edge_blocks_give_the_same_model(inference):
         results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
     (whole, whole_grads), (blocked, blocked_grads) = results
     assert edges > 10 * 97
-    torch.testing.assert_close(blocked, whole, rtol=1e-6, atol=1e-12)
+    # under autograd each block's float32 sums are added to the running total: another order of addition
+    torch.testing.assert_close(blocked, whole, rtol=1e-5, atol=1e-9)
     for got, expected in zip(blocked_grads, whole_grads):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
     assert model.layers[0].edge_block == 97 and inference.mdnext_model(system).layers[0].edge_block >= 1024

@@ -8,7 +8,7 @@ import torch
 
 import mdnext
 from mdnext.api import resume_path
-from mdnext.checkpoint import TrainedModel, read_checkpoint
+from mdnext.checkpoint import FORMAT_VERSION, TrainedModel, read_checkpoint
 from mdnext.errors import InputError
 from mdnext.trainer import TrainConfig
 
@@ -107,7 +107,7 @@ def test_checkpoint_is_safe_and_refuses_pickles(polymer, tmp_path):
     trained = mdnext.train(polymer, "linear", history=0, config=small_config(epochs=1), horizons=(1,))
     path = trained.save(tmp_path / "lin.pt")
     raw = torch.load(path, weights_only=True)
-    assert raw["model"] == "linear" and raw["format_version"] == 1 and "torch" in raw["versions"]
+    assert raw["model"] == "linear" and raw["format_version"] == FORMAT_VERSION and "torch" in raw["versions"]
     back = TrainedModel.load(path)
     assert back.stride == 1 and back.dt == pytest.approx(0.00125)
     unsafe = tmp_path / "unsafe.pt"
@@ -118,6 +118,17 @@ def test_checkpoint_is_safe_and_refuses_pickles(polymer, tmp_path):
     torch.save({"weights": torch.zeros(3)}, not_ours)
     with pytest.raises(InputError, match="not an mdnext checkpoint"):
         TrainedModel.load(not_ours)
+
+
+def test_format_1_equivariant_checkpoints_are_refused(polymer, tmp_path):
+    """Format 2 reordered the equivariant layers' weights (same shapes): old files must not load silently."""
+    trained = mdnext.train(polymer, "equivariant", history=2, config=small_config(epochs=1), horizons=(1,))
+    path = trained.save(tmp_path / "eq.pt")
+    raw = torch.load(path, weights_only=True)
+    raw["format_version"] = 1
+    torch.save(raw, path)
+    with pytest.raises(InputError, match="checkpoint format 1.*train it again"):
+        TrainedModel.load(path)
 
 
 def test_existing_output_and_bad_resume(polymer, tmp_path):

@@ -29,6 +29,7 @@ from e3nn.nn import FullyConnectedNet, Gate
 from mdnext.errors import MDNextError, first_line
 from mdnext.models.base import DisplacementModel
 from mdnext.models.baselines import Autoregressive, ConstantVelocity, ZeroDisplacement
+from mdnext.models.tensor_product import EdgeTensorProduct
 from mdnext.neighbors import radius_graph
 
 PRIORS = {"zero": ZeroDisplacement, "constant_velocity": ConstantVelocity, "autoregressive": Autoregressive}
@@ -90,19 +91,9 @@ class Interaction(torch.nn.Module):
             gated,
         )
         # Every hidden irrep reaches itself through the l = 0 harmonic, so all targets are fed.
-        targets = {ir for _, ir in self.gate.irreps_in}
-        irreps_mid, instructions = [], []
-        for i, (mul, ir_in) in enumerate(irreps_hidden):
-            for j, (_, ir_edge) in enumerate(irreps_sh):
-                for ir_out in ir_in * ir_edge:
-                    if ir_out in targets:
-                        instructions.append((i, j, len(irreps_mid), "uvu", True))
-                        irreps_mid.append((mul, ir_out))
-        irreps_mid = o3.Irreps(irreps_mid)
+        self.tp = EdgeTensorProduct(irreps_hidden, irreps_sh, {ir for _, ir in self.gate.irreps_in})
+        irreps_mid = self.tp.irreps_out.simplify()
         self.linear_in = o3.Linear(irreps_hidden, irreps_hidden)
-        self.tp = o3.TensorProduct(
-            irreps_hidden, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
-        )
         self.radial = FullyConnectedNet([num_basis, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu)
         self.linear_out = o3.Linear(irreps_mid, self.gate.irreps_in)
         self.self_connection = o3.FullyConnectedTensorProduct(irreps_hidden, irreps_attr, self.gate.irreps_in)
@@ -128,8 +119,8 @@ class Interaction(torch.nn.Module):
         summed = h.new_zeros(x.shape[0], self.tp.irreps_out.dim)
         for start in range(0, centre.shape[0], self.edge_block):
             block = slice(start, start + self.edge_block)
-            messages = self.tp(h[neighbour[block]], edge_sh[block], self.radial(edge_basis[block]))
-            summed.index_add_(0, centre[block], messages)
+            summed = self.tp.add_summed(summed, h[neighbour[block]], edge_sh[block], self.radial(edge_basis[block]),
+                                        centre[block])
         summed = summed * inv_sqrt_neighbors
         return x + self.gate(self.linear_out(summed) + self.self_connection(x, attrs))
 
