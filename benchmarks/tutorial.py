@@ -6,7 +6,7 @@ Runs, in one process and on the same trajectory:
    trains it (its graph code, batch size 1, Adam, 16 epochs), and the tutorial's linear
    baseline ``frame @ W + b`` trained as the tutorial trains it;
 2. mdnext's default, with the ``mdnext train`` defaults read from the CLI (now: equivariant
-   model, history 4, stride 1, 200 epochs, batch 32, lr 3e-3) under a wall-clock budget, and
+   model, history 4, stride 1, 200 epochs, batch 64, lr 3e-3) under a wall-clock budget, and
    every baseline mdnext reports.
 
 It prints one table and writes the same as JSON (with machine information).

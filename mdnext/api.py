@@ -21,10 +21,10 @@ import torch
 
 from mdnext import distributed
 from mdnext.checkpoint import TrainedModel, build_model, data_hash, read_checkpoint
-from mdnext.data import make_loader, species_list
+from mdnext.data import make_loader, species_list, windows_per_batch
 from mdnext.errors import InputError
 from mdnext.evaluation import evaluate as _evaluate
-from mdnext.evaluation import evaluation_datasets, limit_windows, windows_per_batch
+from mdnext.evaluation import evaluation_datasets, limit_windows
 from mdnext.frames import Frames
 from mdnext.io import refuse_existing
 from mdnext.rollout import extrapolate

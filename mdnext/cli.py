@@ -93,7 +93,7 @@ def training_options(func: Callable) -> Callable:
         click.option("--stride", "-s", default=1, show_default=True, type=click.IntRange(min=1), help="Predict the frame STRIDE frames ahead."),
         click.option("--cutoff", default=None, type=click.FloatRange(min=0, min_open=True), help="Neighbour cutoff in Å (equivariant model)."),
         click.option("--epochs", default=200, show_default=True, type=click.IntRange(min=1)),
-        click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1)),
+        click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1)),
         click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Initial learning rate (cosine-annealed)."),
         click.option("--time-limit", default=None, type=click.FloatRange(min=0, min_open=True), help="Training budget in minutes."),
         click.option("--unroll", default=1, show_default=True, type=click.IntRange(min=1), help="Train on rollouts of this many steps (stabler long extrapolation)."),

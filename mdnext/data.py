@@ -35,6 +35,16 @@ from mdnext.neighbors import minimum_image
 SPLITS = ("train", "val", "test")
 
 
+#: Atoms per batch of windows scored without gradients (validation, evaluation, rollout
+#: starts): bounds the memory of scoring large systems; small ones go many windows at a time.
+ATOMS_PER_BATCH = 20_000
+
+
+def windows_per_batch(n_atoms: int, most: int = 64) -> int:
+    """How many windows of ``n_atoms`` atoms to score at once: at most ``most``, at least 1."""
+    return max(1, min(int(most), ATOMS_PER_BATCH // max(int(n_atoms), 1)))
+
+
 class DataError(MDNextError, ValueError):
     """Frames that cannot be cut into the requested windows or splits."""
 

@@ -19,7 +19,7 @@ import torch
 
 from mdnext import registry
 from mdnext.checkpoint import TrainedModel, build_model
-from mdnext.data import SPLITS, DataError, Datasets, make_datasets, make_loader
+from mdnext.data import SPLITS, DataError, Datasets, make_datasets, make_loader, windows_per_batch
 from mdnext.frames import Frames
 from mdnext.metrics import equivariance_error, evaluate_windows, rollout_rmsd
 from mdnext.models.base import DisplacementModel
@@ -31,16 +31,6 @@ from mdnext.trainer import TrainConfig, fit
 BASELINE_HISTORY = 8
 #: Constant acceleration needs two past displacements.
 MIN_BASELINE_HISTORY = 2
-#: Atoms per evaluation batch (and per batch of rollout starts): bounds the memory of scoring
-#: large systems; small ones still go 64 windows at a time.
-ATOMS_PER_BATCH = 20_000
-
-
-def windows_per_batch(n_atoms: int, most: int = 64) -> int:
-    """How many windows of ``n_atoms`` atoms to score at once: at most ``most``, at least 1."""
-    return max(1, min(int(most), ATOMS_PER_BATCH // max(int(n_atoms), 1)))
-
-
 #: Adam settings for the tutorial's linear baseline (12 parameters: a few epochs suffice).
 LINEAR_CONFIG = TrainConfig(epochs=20, batch_size=32, lr=1e-3, patience=5, quiet=True)
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from mdnext import distributed
-from mdnext.data import DataError, make_loader
+from mdnext.data import DataError, make_loader, windows_per_batch
 from mdnext.errors import MDNextError
 from mdnext.models.base import DisplacementModel
 
@@ -55,7 +55,7 @@ class TrainConfig:
     """
 
     epochs: int = 200
-    batch_size: int = 32
+    batch_size: int = 64
     lr: float = 3e-3
     min_lr_ratio: float = 0.01
     patience: int = 40
@@ -286,6 +286,10 @@ def rollout_loss(model: DisplacementModel, batch: Any) -> torch.Tensor:
     return total / steps
 
 
+#: Most windows per batch of a loss without gradients (a larger batch is cheaper per window).
+VALIDATION_WINDOWS = 256
+
+
 def _mean_loss(model: DisplacementModel, dataset: Any, batch_size: int, device: torch.device) -> float:
     """:func:`rollout_loss` averaged over all atoms of ``dataset`` (Å²), without gradients.
 
@@ -293,6 +297,7 @@ def _mean_loss(model: DisplacementModel, dataset: Any, batch_size: int, device: 
     added up, so every process gets the same number.
     """
     indices = distributed.shard(len(dataset))
+    batch_size = max(int(batch_size), windows_per_batch(dataset.max_atoms, VALIDATION_WINDOWS))
     total, count = 0.0, 0
     model.eval()
     with torch.no_grad():

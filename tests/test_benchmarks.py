@@ -127,5 +127,5 @@ def test_seconds_to_within(tutorial):
 def test_tutorial_benchmark_follows_cli_defaults(tutorial):
     defaults = tutorial.cli_defaults()
     assert defaults["model_name"] == "equivariant"
-    assert (defaults["history"], defaults["stride"], defaults["batch_size"]) == (4, 1, 32)
+    assert (defaults["history"], defaults["stride"], defaults["batch_size"]) == (4, 1, 64)
     assert (defaults["epochs"], defaults["lr"]) == (200, 3e-3)

@@ -80,8 +80,8 @@ class _FusedSummedProduct(torch.autograd.Function):
     def backward(ctx: Any, grad_summed: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, factor, weight, centre, blocks, paths = ctx.saved_tensors
         grad_x, grad_factor, grad_weight = fused_kernel().backward(grad_summed, centre, x, factor, weight,
-                                                                   blocks, paths)
-        return grad_x, grad_factor, grad_weight, None, None, None, None, None
+                                                                   blocks, paths, ctx.needs_input_grad[1])
+        return grad_x, grad_factor if ctx.needs_input_grad[1] else None, grad_weight, None, None, None, None, None
 
 
 class EdgeTensorProduct(o3.TensorProduct):

@@ -99,15 +99,16 @@ template <int DIM, typename scalar_t>
 inline void contract_backward_fixed(int64_t mul, int64_t width, const scalar_t* __restrict__ x,
                                     const scalar_t* __restrict__ factor, const scalar_t* __restrict__ g,
                                     scalar_t* __restrict__ grad_x, scalar_t* __restrict__ grad_factor) {
+  // grad_factor == nullptr: the factor needs no gradient (edge vectors without one, as in training).
   for (int64_t u = 0; u < mul; ++u) {
     const scalar_t* xu = x + u * DIM;
     const scalar_t* gu = g + u * width;
     scalar_t sums[DIM] = {};
     for (int64_t c = 0; c < width; ++c) {
       const scalar_t gc = gu[c];
-      for (int i = 0; i < DIM; ++i) {
-        sums[i] += gc * factor[i * width + c];
-        grad_factor[i * width + c] += xu[i] * gc;
+      for (int i = 0; i < DIM; ++i) sums[i] += gc * factor[i * width + c];
+      if (grad_factor != nullptr) {
+        for (int i = 0; i < DIM; ++i) grad_factor[i * width + c] += xu[i] * gc;
       }
     }
     for (int i = 0; i < DIM; ++i) grad_x[u * DIM + i] = sums[i];
@@ -128,7 +129,7 @@ inline void contract_backward(const Block& b, const scalar_t* x, const scalar_t*
       scalar_t sum = 0;
       for (int64_t c = 0; c < b.width; ++c) {
         sum += g[u * b.width + c] * factor[i * b.width + c];
-        grad_factor[i * b.width + c] += x[u * b.dim + i] * g[u * b.width + c];
+        if (grad_factor != nullptr) grad_factor[i * b.width + c] += x[u * b.dim + i] * g[u * b.width + c];
       }
       grad_x[u * b.dim + i] = sum;
     }
@@ -201,8 +202,11 @@ void backward_kernel(const scalar_t* grad_summed, const int64_t* centre, const s
             gwb[p * b.mul + u] = sum;
           }
         }
-        scalar_t* gfb = grad_factor + e * factor_dim + b.factor_offset;
-        std::fill(gfb, gfb + b.dim * b.width, scalar_t(0));
+        scalar_t* gfb = nullptr;
+        if (grad_factor != nullptr) {
+          gfb = grad_factor + e * factor_dim + b.factor_offset;
+          std::fill(gfb, gfb + b.dim * b.width, scalar_t(0));
+        }
         contract_backward(b, xb, fb, g, grad_x + e * x_dim + b.in_offset, gfb);
       }
     }
@@ -225,18 +229,19 @@ at::Tensor forward(const at::Tensor& x_in, const at::Tensor& factor_in, const at
 
 std::vector<at::Tensor> backward(const at::Tensor& grad_summed_in, const at::Tensor& centre_in,
                                  const at::Tensor& x_in, const at::Tensor& factor_in, const at::Tensor& weight_in,
-                                 const at::Tensor& block_table, const at::Tensor& path_table) {
+                                 const at::Tensor& block_table, const at::Tensor& path_table, bool factor_grad) {
   check_inputs(x_in, factor_in, weight_in);
   TORCH_CHECK(centre_in.dim() == 1 && centre_in.size(0) == x_in.size(0), "centre must hold one index per edge");
   auto grad_summed = grad_summed_in.to(x_in.scalar_type()).contiguous();
   auto centre = centre_in.to(at::kLong).contiguous();
   auto x = x_in.contiguous(), factor = factor_in.contiguous(), weight = weight_in.contiguous();
   const Tables tables = read_tables(block_table, path_table);
-  auto grad_x = at::empty_like(x), grad_factor = at::empty_like(factor), grad_weight = at::empty_like(weight);
+  auto grad_x = at::empty_like(x), grad_weight = at::empty_like(weight);
+  auto grad_factor = factor_grad ? at::empty_like(factor) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "edge_tensor_product_backward", [&] {
     backward_kernel<scalar_t>(grad_summed.data_ptr<scalar_t>(), centre.data_ptr<int64_t>(), x.data_ptr<scalar_t>(),
                               factor.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(),
-                              grad_factor.data_ptr<scalar_t>(), grad_weight.data_ptr<scalar_t>(), x.size(0),
+                              factor_grad ? grad_factor.data_ptr<scalar_t>() : nullptr, grad_weight.data_ptr<scalar_t>(), x.size(0),
                               x.size(1), factor.size(1), weight.size(1), grad_summed.size(1), tables);
   });
   return {grad_x, grad_factor, grad_weight};
