@@ -107,3 +107,16 @@ def test_switched_off_uses_e3nn(monkeypatch):
         assert torch.equal(tp.add_summed(torch.zeros(5, tp.irreps_out.dim), x, sh, weight, centre), expected)
     finally:
         tensor_product.fused_kernel.cache_clear()
+
+
+def test_gradients_without_edge_gradient(kernel):
+    """Training case: the edge harmonics need no gradient (the kernel then skips that part)."""
+    tp = _product(*CASES[0], torch.float64)
+    x, sh, weight, centre = _inputs(tp, 200, 20, torch.float64, seed=2)
+    inputs = [x.requires_grad_(), weight.requires_grad_()]
+    out = torch.zeros(20, tp.irreps_out.dim, dtype=torch.float64)
+    fused = tp.add_summed(out, x, sh, weight, centre)
+    reference = _e3nn_summed(tp, out, x, sh, weight, centre)
+    upstream = torch.randn_like(reference)
+    for a, b in zip(torch.autograd.grad(fused, inputs, upstream), torch.autograd.grad(reference, inputs, upstream)):
+        assert torch.allclose(a, b, atol=1e-12 * float(b.abs().max()), rtol=0)
