@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from e3nn import o3
 
+from mdnext.errors import first_line
+
 #: The kernel's source, next to this module.
 KERNEL_SOURCE = Path(__file__).with_name("tensor_product_cpu.cpp")
 
@@ -55,8 +57,8 @@ def fused_kernel() -> Any | None:
         return cpp_extension.load(name="mdnext_tensor_product_cpu", sources=[str(KERNEL_SOURCE)],
                                   extra_cflags=["-O3"], verbose=False)
     except Exception as exc:  # noqa: BLE001 - no compiler, no ninja, a read-only cache: all mean "use e3nn"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        warnings.warn(f"mdnext: could not build the fused CPU tensor product ({first}); using e3nn's slower code",
+        warnings.warn(f"mdnext: could not build the fused CPU tensor product ({first_line(exc)}); using e3nn's "
+                      "slower code",
                       RuntimeWarning, stacklevel=2)
         return None
 
