@@ -46,6 +46,8 @@ from mdnext.trainer import TrainConfig
 
 MD_STEP_FS = 10.0
 SAVE_EVERY = 10  # MD steps between saved frames: dt = 100 fs = 0.1 ps
+#: Rollout steps over which LearnedDynamics is compared with mdnext.extrapolate (see below).
+COMPARED_STEPS = 20
 
 
 def simulate_argon(n_frames: int, seed: int = 0) -> list[Atoms]:
@@ -130,11 +132,15 @@ def main() -> None:
 
     learned = np.stack([image.positions for image in ase.io.read(traj_path, index=":")])
     future = mdnext.extrapolate(trained, frames, args.steps)
-    deviation = np.abs(learned[1:] - future.positions).max()  # learned[0] is the starting frame
+    # learned[0] is the starting frame. The two agree to rounding; a learned rollout that heats up
+    # is chaotic, and after ~60 steps such differences (1e-14 Å) can grow to whole Å, so compare
+    # the first COMPARED_STEPS steps.
+    deviation = np.abs(learned[1:COMPARED_STEPS + 1] - future.positions[:COMPARED_STEPS]).max()
     print(f"\nLearnedDynamics: {len(learned) - 1} steps of {dyn.dt / units.fs:g} fs written to {traj_path}")
     learned_temperature = finite_difference_temperature(learned, frames.masses, frames.dt)
     print(f"mean T from finite differences: {learned_temperature:.0f} K (reference MD: {fd_temperature:.0f} K)")
-    print(f"max deviation from mdnext.extrapolate: {deviation:.3g} Å")
+    print(f"max deviation from mdnext.extrapolate over the first {min(COMPARED_STEPS, args.steps)} steps: "
+          f"{deviation:.3g} Å")
     log = log_path.read_text().splitlines()  # a header, then one line per step
     every = max(args.steps // 10, 1)
     print(f"\nMD log ({log_path}), every {every} steps:")
