@@ -140,6 +140,25 @@ def test_interleaved_batch_vector():
     assert got == as_keys(expected)
 
 
+def test_many_open_structures_far_apart_in_one_call():
+    """Non-periodic structures share one vesin call; structures scattered over kilometres of
+    space, interleaved atoms and an empty structure still give each structure's own edges."""
+    rng = np.random.default_rng(3)
+    sizes = [20] * 5 + [0] + [1] + [20] * 57  # an empty and a one-atom structure among 64
+    parts = [rng.uniform(0, 8, (n, 3)) + rng.uniform(-3000, 3000, 3) for n in sizes]
+    pos = np.concatenate(parts)
+    batch = torch.cat([torch.full((n,), b) for b, n in enumerate(sizes)])
+    order = rng.permutation(len(pos))
+    cells, pbc = np.zeros((64, 3, 3)), np.zeros((64, 3), dtype=bool)
+    got = graph_keys(pos[order], cells, pbc, 5.0, batch[order])
+    back = {old: new for new, old in enumerate(order)}
+    expected, offset = [], 0
+    for part in parts:
+        expected += [(back[i + offset], back[j + offset], v) for i, j, v in brute_force(part, ORTHO, (False,) * 3, 5.0)]
+        offset += len(part)
+    assert got == as_keys(expected)
+
+
 def test_permuting_atoms_permutes_the_graph():
     pos = random_positions(TRICLINIC, 15, seed=10)
     perm = np.random.default_rng(1).permutation(15)

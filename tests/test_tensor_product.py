@@ -120,3 +120,15 @@ def test_gradients_without_edge_gradient(kernel):
     upstream = torch.randn_like(reference)
     for a, b in zip(torch.autograd.grad(fused, inputs, upstream), torch.autograd.grad(reference, inputs, upstream)):
         assert torch.allclose(a, b, atol=1e-12 * float(b.abs().max()), rtol=0)
+
+
+def test_wrong_shapes_and_harmonic_multiplicity_are_refused():
+    tp = _product(*CASES[0], torch.float32)
+    x, sh, weight, centre = _inputs(tp, 10, 4, torch.float32)
+    out = torch.zeros(4, tp.irreps_out.dim)
+    with pytest.raises(ValueError, match="last dimensions"):
+        tp.add_summed(out, x[:, :3], sh, weight, centre)
+    with pytest.raises(ValueError, match="last dimensions"):
+        tp.add_summed(out, x, sh, weight[:, :2], centre)
+    with pytest.raises(ValueError, match="multiplicity 1"):
+        EdgeTensorProduct(o3.Irreps("4x0e"), o3.Irreps("2x0e + 1x1o"), {o3.Irrep("0e")})

@@ -102,6 +102,8 @@ class EdgeTensorProduct(o3.TensorProduct):
 
     def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, targets: set[o3.Irrep]) -> None:
         irreps_in, irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_sh)
+        if any(mul != 1 for mul, _ in irreps_sh):
+            raise ValueError(f"edge harmonics must have multiplicity 1 (one copy per l), got {irreps_sh}")
         paths = [(i, j, mul, ir_out) for i, (mul, ir_in) in enumerate(irreps_in) for j, (_, ir_sh) in enumerate(irreps_sh)
                  for ir_out in ir_in * ir_sh if ir_out in targets]
         # Outputs grouped by irrep (so that irreps_out.simplify() has one block per irrep and
@@ -163,6 +165,11 @@ class EdgeTensorProduct(o3.TensorProduct):
             weight: (E, weight_numel) per-edge weights (e3nn's order).
             centre: (E,) node receiving each edge's message.
         """
+        expected = (self.irreps_out.dim, self.irreps_in1.dim, self.irreps_in2.dim, self.weight_numel)
+        found = (out.shape[-1], x.shape[-1], edge_sh.shape[-1], weight.shape[-1])
+        if found != expected:
+            raise ValueError(f"EdgeTensorProduct.add_summed: last dimensions (out, x, edge_sh, weight) {found}, "
+                             f"expected {expected}")
         recording = torch.is_grad_enabled() and any(t.requires_grad for t in (out, x, edge_sh, weight))
         if not self.uses_fused_kernel(x):
             messages = self(x, edge_sh, weight)
