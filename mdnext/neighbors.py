@@ -176,12 +176,9 @@ def _separated_structures(calculator: NeighborList, pos: torch.Tensor, batch: to
     moved = pos - low[batch] + (grid.to(pos.dtype) * spacing)[batch]
     box = torch.zeros(3, 3, dtype=torch.float64)
     i, j = calculator.compute(moved, box, torch.zeros(3, dtype=torch.bool), "ij")
-    edge_index = torch.stack([_as_int64(i), _as_int64(j)])
-    edge_vec = pos[edge_index[1]] - pos[edge_index[0]]
-    keep = (edge_vec != 0).any(dim=1)
-    if not bool(keep.all()):
-        edge_index, edge_vec = edge_index[:, keep], edge_vec[keep]
-    return edge_index, edge_vec
+    i, j = _as_int64(i), _as_int64(j)
+    i, j, edge_vec = _nonzero_length(i, j, pos[j] - pos[i])
+    return torch.stack([i, j]), edge_vec
 
 
 def _one_structure(
@@ -199,11 +196,15 @@ def _one_structure(
     else:
         box = torch.zeros(3, 3, dtype=torch.float64, device=pos.device)
     i, j, vec = calculator.compute(pos.contiguous(), box.contiguous(), pbc.contiguous(), "ijD")
-    i, j = _as_int64(i), _as_int64(j)
+    return _nonzero_length(_as_int64(i), _as_int64(j), vec)
+
+
+def _nonzero_length(i: torch.Tensor, j: torch.Tensor, vec: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The edges whose vector is not zero (drops coincident atoms); no copy when all are kept."""
     keep = (vec != 0).any(dim=1)
-    if not bool(keep.all()):
-        i, j, vec = i[keep], j[keep], vec[keep]
-    return i, j, vec
+    if bool(keep.all()):
+        return i, j, vec
+    return i[keep], j[keep], vec[keep]
 
 
 def _as_int64(index: torch.Tensor) -> torch.Tensor:

@@ -301,8 +301,8 @@ def _mean_loss(model: DisplacementModel, dataset: Any, batch_size: int, device: 
     total, count = 0.0, 0
     model.eval()
     with torch.no_grad():
-        for first in range(indices.start, indices.stop, int(batch_size)):
-            batch = dataset.batch(range(first, min(first + int(batch_size), indices.stop))).to(device)
+        for first in range(indices.start, indices.stop, batch_size):
+            batch = dataset.batch(range(first, min(first + batch_size, indices.stop))).to(device)
             total += float(rollout_loss(model, batch)) * batch.num_nodes
             count += batch.num_nodes
     total, count = distributed.all_reduce_sum([total, count])

@@ -60,58 +60,56 @@ void check_inputs(const at::Tensor& x, const at::Tensor& factor, const at::Tenso
               "inputs must share one dtype");
 }
 
-// t[u * width + c] for all channels u of block b of one edge (DIM = 2l + 1 of the block).
+// t[u * width + c] for all channels u of block b of one edge (DIM = 2l + 1 of the block, or 0).
 template <int DIM, typename scalar_t>
-inline void contract_fixed(int64_t mul, int64_t width, const scalar_t* __restrict__ x,
-                           const scalar_t* __restrict__ factor, scalar_t* __restrict__ t) {
-  for (int64_t u = 0; u < mul; ++u) {
-    const scalar_t* xu = x + u * DIM;
+inline void contract_block(const Block& b, const scalar_t* __restrict__ x, const scalar_t* __restrict__ factor,
+                           scalar_t* __restrict__ t) {
+  const int64_t dim = DIM > 0 ? DIM : b.dim, width = b.width;
+  for (int64_t u = 0; u < b.mul; ++u) {
+    const scalar_t* xu = x + u * dim;
     scalar_t* tu = t + u * width;
     for (int64_t c = 0; c < width; ++c) {
       scalar_t sum = xu[0] * factor[c];
-      for (int i = 1; i < DIM; ++i) sum += xu[i] * factor[i * width + c];
+      for (int64_t i = 1; i < dim; ++i) sum += xu[i] * factor[i * width + c];
       tu[c] = sum;
     }
   }
 }
 
+// The common degrees (1, 3, 5, 7 components) with their loops unrolled; DIM = 0 reads dim at run time.
 template <typename scalar_t>
 inline void contract(const Block& b, const scalar_t* x, const scalar_t* factor, scalar_t* t) {
-  switch (b.dim) {  // the common degrees unrolled; any other through the generic loop
-    case 1: return contract_fixed<1>(b.mul, b.width, x, factor, t);
-    case 3: return contract_fixed<3>(b.mul, b.width, x, factor, t);
-    case 5: return contract_fixed<5>(b.mul, b.width, x, factor, t);
-    case 7: return contract_fixed<7>(b.mul, b.width, x, factor, t);
-  }
-  for (int64_t u = 0; u < b.mul; ++u) {
-    const scalar_t* xu = x + u * b.dim;
-    scalar_t* tu = t + u * b.width;
-    for (int64_t c = 0; c < b.width; ++c) {
-      scalar_t sum = 0;
-      for (int64_t i = 0; i < b.dim; ++i) sum += xu[i] * factor[i * b.width + c];
-      tu[c] = sum;
-    }
+  switch (b.dim) {
+    case 1: return contract_block<1>(b, x, factor, t);
+    case 3: return contract_block<3>(b, x, factor, t);
+    case 5: return contract_block<5>(b, x, factor, t);
+    case 7: return contract_block<7>(b, x, factor, t);
+    default: return contract_block<0>(b, x, factor, t);
   }
 }
 
 // From g = d loss / d t of block b: grad_x = g · factorᵀ per channel, grad_factor += xᵀ · g.
+// grad_factor == nullptr: the factor needs no gradient (edge vectors without one, as in training).
 template <int DIM, typename scalar_t>
-inline void contract_backward_fixed(int64_t mul, int64_t width, const scalar_t* __restrict__ x,
+inline void contract_backward_block(const Block& b, const scalar_t* __restrict__ x,
                                     const scalar_t* __restrict__ factor, const scalar_t* __restrict__ g,
                                     scalar_t* __restrict__ grad_x, scalar_t* __restrict__ grad_factor) {
-  // grad_factor == nullptr: the factor needs no gradient (edge vectors without one, as in training).
-  for (int64_t u = 0; u < mul; ++u) {
-    const scalar_t* xu = x + u * DIM;
+  const int64_t dim = DIM > 0 ? DIM : b.dim, width = b.width;
+  scalar_t fixed_sums[DIM > 0 ? DIM : 1];
+  std::vector<scalar_t> runtime_sums(DIM > 0 ? 0 : dim);
+  scalar_t* sums = DIM > 0 ? fixed_sums : runtime_sums.data();
+  for (int64_t u = 0; u < b.mul; ++u) {
+    const scalar_t* xu = x + u * dim;
     const scalar_t* gu = g + u * width;
-    scalar_t sums[DIM] = {};
+    std::fill(sums, sums + dim, scalar_t(0));
     for (int64_t c = 0; c < width; ++c) {
       const scalar_t gc = gu[c];
-      for (int i = 0; i < DIM; ++i) sums[i] += gc * factor[i * width + c];
+      for (int64_t i = 0; i < dim; ++i) sums[i] += gc * factor[i * width + c];
       if (grad_factor != nullptr) {
-        for (int i = 0; i < DIM; ++i) grad_factor[i * width + c] += xu[i] * gc;
+        for (int64_t i = 0; i < dim; ++i) grad_factor[i * width + c] += xu[i] * gc;
       }
     }
-    for (int i = 0; i < DIM; ++i) grad_x[u * DIM + i] = sums[i];
+    for (int64_t i = 0; i < dim; ++i) grad_x[u * dim + i] = sums[i];
   }
 }
 
@@ -119,20 +117,11 @@ template <typename scalar_t>
 inline void contract_backward(const Block& b, const scalar_t* x, const scalar_t* factor, const scalar_t* g,
                               scalar_t* grad_x, scalar_t* grad_factor) {
   switch (b.dim) {
-    case 1: return contract_backward_fixed<1>(b.mul, b.width, x, factor, g, grad_x, grad_factor);
-    case 3: return contract_backward_fixed<3>(b.mul, b.width, x, factor, g, grad_x, grad_factor);
-    case 5: return contract_backward_fixed<5>(b.mul, b.width, x, factor, g, grad_x, grad_factor);
-    case 7: return contract_backward_fixed<7>(b.mul, b.width, x, factor, g, grad_x, grad_factor);
-  }
-  for (int64_t u = 0; u < b.mul; ++u) {
-    for (int64_t i = 0; i < b.dim; ++i) {
-      scalar_t sum = 0;
-      for (int64_t c = 0; c < b.width; ++c) {
-        sum += g[u * b.width + c] * factor[i * b.width + c];
-        if (grad_factor != nullptr) grad_factor[i * b.width + c] += x[u * b.dim + i] * g[u * b.width + c];
-      }
-      grad_x[u * b.dim + i] = sum;
-    }
+    case 1: return contract_backward_block<1>(b, x, factor, g, grad_x, grad_factor);
+    case 3: return contract_backward_block<3>(b, x, factor, g, grad_x, grad_factor);
+    case 5: return contract_backward_block<5>(b, x, factor, g, grad_x, grad_factor);
+    case 7: return contract_backward_block<7>(b, x, factor, g, grad_x, grad_factor);
+    default: return contract_backward_block<0>(b, x, factor, g, grad_x, grad_factor);
   }
 }
 
