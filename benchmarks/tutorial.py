@@ -120,7 +120,7 @@ TUTORIAL_TRAIN_FRACTION = 0.8
 LINEAR_STEP = 1e-6
 LINEAR_EPOCHS = 12
 #: The ``mdnext train`` options whose defaults this benchmark runs.
-CLI_OPTIONS = ("model_name", "history", "stride", "cutoff", "epochs", "batch_size", "lr", "unroll",
+CLI_OPTIONS = ("model_name", "history", "stride", "cutoff", "epochs", "batch_size", "lr", "unroll", "val_horizon",
                "test_fraction", "val_fraction")
 HORIZONS = (1, 10, 100)
 TOLERANCE = 0.1

@@ -97,6 +97,7 @@ def training_options(func: Callable) -> Callable:
         click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Initial learning rate (cosine-annealed)."),
         click.option("--time-limit", default=None, type=click.FloatRange(min=0, min_open=True), help="Training budget in minutes."),
         click.option("--unroll", default=1, show_default=True, type=click.IntRange(min=1), help="Train on rollouts of this many steps (stabler long extrapolation)."),
+        click.option("--val-horizon", default=None, type=click.IntRange(min=1), help="Pick the best epoch by the error of validation rollouts this many steps long (default: --unroll); e.g. 100 for long extrapolation."),
         click.option("--seed", default=0, show_default=True, type=int),
         click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True)),
         click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True)),
@@ -115,7 +116,8 @@ def _train(trajs: list[mdnext.Frames], model: str, options: dict[str, Any], **kw
 
     config = TrainConfig(
         epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"], seed=options["seed"],
-        device=options["device"], quiet=options["quiet"], unroll=options["unroll"], max_windows=options["max_windows"],
+        device=options["device"], quiet=options["quiet"], unroll=options["unroll"], val_horizon=options["val_horizon"],
+        max_windows=options["max_windows"],
         time_limit=None if options["time_limit"] is None else 60.0 * options["time_limit"],
     )
     model_options = {} if options["cutoff"] is None else {"cutoff": options["cutoff"]}

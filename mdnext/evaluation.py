@@ -65,7 +65,7 @@ def fit_baselines(datasets: Datasets, seed: int = 0) -> dict[str, DisplacementMo
     """The baselines (and the linear model) fitted on ``datasets.train``."""
     models: dict[str, DisplacementModel] = {}
     for name in (*BASELINES, "linear"):
-        history = datasets.history if name == "autoregressive" else registry.models.get(name).min_history
+        history = datasets.history if name.endswith("autoregressive") else registry.models.get(name).min_history
         torch.manual_seed(seed)
         model = build_model(name, {"history": history, "species": datasets.species})
         config = LINEAR_CONFIG if model.trainable else TrainConfig(quiet=True)

@@ -49,6 +49,11 @@ class TrainConfig:
         unroll: Steps of the training rollout: with ``unroll > 1`` the model is fed its own
             predictions for that many steps and the loss is the accumulated position error
             (see :func:`rollout_loss`); this trades one-step accuracy for stable long rollouts.
+        val_horizon: Steps of the validation rollouts (fed the model's own predictions, scored
+            as in :func:`rollout_loss`) whose error picks the best epoch and drives early
+            stopping; None: ``unroll``. A long one (e.g. 100) keeps the weights that
+            extrapolate best, where the one-step loss says little about long rollouts. The
+            validation split must hold the history plus this many steps.
         max_windows: For long trajectories: each epoch trains on a fresh random subset of at
             most this many windows, and the closed-form fits, the loss scale and validation use
             at most this many evenly spaced ones (None: all windows).
@@ -65,6 +70,7 @@ class TrainConfig:
     quiet: bool = False
     grad_clip: float = 10.0
     unroll: int = 1
+    val_horizon: int | None = None
     max_windows: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -135,7 +141,14 @@ def fit(
     device = distributed.setup(config.device)
     _check_world(config, train_set)
     fresh = state is None
-    fixed_train, val_set = train_set.subset(config.max_windows), val_set.subset(config.max_windows)
+    fixed_train = train_set.subset(config.max_windows)
+    val_horizon = config.unroll if config.val_horizon is None else int(config.val_horizon)
+    if val_horizon > 1 and len(val_set):
+        val_set = val_set.with_horizon(val_horizon)
+        if not len(val_set):
+            raise DataError(f"the validation split is too short for {val_horizon}-step validation rollouts "
+                            "(history plus that many steps); lower the validation horizon or raise the validation fraction")
+    val_set = val_set.subset(config.max_windows)
     if fresh:
         model.to("cpu")  # the closed-form fits read the loader's CPU batches
         model.fit_closed_form(make_loader(fixed_train, config.batch_size, shuffle=False))
@@ -146,7 +159,7 @@ def fit(
     if fresh:
         state.loss_scale = max(_mean_loss(model, fixed_train, config.batch_size, device), 1e-300)
     if config.unroll > 1:
-        train_set, val_set = train_set.with_horizon(config.unroll), val_set.with_horizon(config.unroll)
+        train_set = train_set.with_horizon(config.unroll)
 
     objective = _objective(model, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)

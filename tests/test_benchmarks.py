@@ -62,7 +62,8 @@ def test_tutorial_benchmark_smoke(tutorial, tmp_path, capsys):
 
     names = [row["model"] for row in report["rows"]]
     assert names[:3] == ["tutorial e3nn (gate_points_2101)", "tutorial linear (GD)", "mdnext equivariant"]
-    assert set(names[3:]) == {"zero", "constant_velocity", "constant_acceleration", "autoregressive", "linear"}
+    assert set(names[3:]) == {"zero", "constant_velocity", "constant_acceleration", "autoregressive",
+                              "centred_autoregressive", "linear"}
     for row in report["rows"]:
         assert row["test_mse"] > 0 and row["model"] in printed
         assert set(row["rollout_rmsd"]) == {"1", "10"}

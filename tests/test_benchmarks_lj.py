@@ -28,7 +28,7 @@ import make_lj  # noqa: E402
 
 TINY = {"n_cells": 2, "n_frames": 100, "cutoff": 5.5, "melt_ps": 1.0, "equilibrate_ps": 1.0, "seed": 0}
 SMALL_MODEL = {"cutoff": 4.5, "hidden_irreps": "4x0e + 2x1o", "num_layers": 1}
-PHYSICS_BASELINES = ("zero", "constant_velocity", "constant_acceleration", "autoregressive")
+PHYSICS_BASELINES = ("zero", "constant_velocity", "constant_acceleration", "autoregressive", "centred_autoregressive")
 
 
 @pytest.fixture(scope="module")

@@ -148,7 +148,8 @@ def test_train_writes_model_and_metrics(trained_file):
     metrics = json.loads(metrics_path.read_text())
     for key in ("mse", "baselines", "rollout_rmsd", "equivariance_error", "train_seconds", "epochs", "splits"):
         assert key in metrics
-    assert set(metrics["baselines"]) == {"zero", "constant_velocity", "constant_acceleration", "autoregressive", "linear"}
+    assert set(metrics["baselines"]) == {"zero", "constant_velocity", "constant_acceleration", "autoregressive",
+                                        "centred_autoregressive", "linear"}
     assert set(metrics["rollout_rmsd"]) == {"1", "10", "100"} or set(metrics["rollout_rmsd"]) <= {"1", "10"}
     assert metrics["equivariance_error_relative"] < 1e-4
     assert "autoregressive" in output and out.exists()

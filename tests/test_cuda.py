@@ -46,7 +46,7 @@ def test_fit_keeps_model_prior_and_buffers_on_the_gpu(polymer):
     state = fit(model, datasets.train, datasets.val, config("cuda", unroll=2))
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
     assert {t.device.type for t in tensors.values()} == {"cuda"}
-    assert model.prior_model.coefficients.dtype == torch.float64
+    assert model.prior_model.relative_coefficients.dtype == torch.float64
     assert len(state.log) == 3 and all(np.isfinite(e["train_loss"]) for e in state.log)
     assert all(t.device.type == "cpu" for t in state.best_state.values())
 

@@ -19,7 +19,7 @@ from mdnext.data import (
 )
 from mdnext.errors import MDNextError
 from mdnext.frames import Frames
-from mdnext.models.baselines import Autoregressive, ConstantVelocity
+from mdnext.models.baselines import Autoregressive, CentredAutoregressive, ConstantVelocity, structure_mean
 
 
 def random_walk(n_frames: int, n_atoms: int, step: float = 0.3, seed: int = 0, **kwargs) -> Frames:
@@ -186,6 +186,43 @@ def test_autoregressive_fit_recovers_known_coefficients() -> None:
     model3 = Autoregressive(3, ["Ar"])
     model3.fit_closed_form(make_loader(dataset, 256))
     np.testing.assert_allclose(model3.coefficients.numpy(), [*coefficients, 0.0], atol=0.03)
+
+
+def test_centred_autoregressive_fits_centroid_and_relative_motion_apart() -> None:
+    """Each chain drifts at its own constant velocity; relative motion is AR(2) with zero mean.
+
+    One set of coefficients cannot be exact for both; the centred fit recovers the drift's
+    constant velocity (coefficients summing to 1) and the AR(2) law, and predicts the drift.
+    """
+    rng = np.random.default_rng(11)
+    n_frames, n_atoms = 1500, 6
+    relative = np.zeros((n_frames, n_atoms, 3))
+    noise = rng.normal(scale=0.05, size=relative.shape)
+    for t in range(2, n_frames):
+        relative[t] = 1.2 * relative[t - 1] - 0.5 * relative[t - 2] + noise[t]
+    relative -= relative.mean(axis=1, keepdims=True)
+    trajectories = [Frames(positions=np.cumsum(relative + velocity, axis=0), species=["Ar"] * n_atoms)
+                    for velocity in (np.array([0.3, -0.1, 0.0]), np.array([0.0, 0.2, 0.1]))]
+    windows = [WindowDataset(frames, history=2, stride=1) for frames in trajectories]
+    loaders = [batch for dataset in windows for batch in make_loader(dataset, 128)]
+    centred = CentredAutoregressive(2, ["Ar"])
+    centred.fit_closed_form(loaders)
+    np.testing.assert_allclose(centred.relative_coefficients.numpy(), [1.2, -0.5], atol=0.02)
+    assert float(centred.centroid_coefficients.sum()) == pytest.approx(1.0, abs=1e-9)
+    batch = loaders[0]
+    drift = structure_mean(centred(batch), batch.batch)
+    torch.testing.assert_close(drift, structure_mean(batch.y, batch.batch), rtol=0, atol=1e-9)
+    plain = Autoregressive(2, ["Ar"])
+    plain.fit_closed_form(loaders)
+    assert float((plain(batch) - batch.y).square().mean()) > 1.05 * float((centred(batch) - batch.y).square().mean())
+
+
+def test_structure_mean_per_structure_and_single() -> None:
+    values = torch.arange(12, dtype=torch.float64).reshape(6, 2)
+    batch = torch.tensor([0, 0, 1, 1, 1, 2])
+    expected = torch.tensor([[1.0, 2.0]] * 2 + [[6.0, 7.0]] * 3 + [[10.0, 11.0]], dtype=torch.float64)
+    torch.testing.assert_close(structure_mean(values, batch), expected)
+    torch.testing.assert_close(structure_mean(values, None), values.mean(0).expand(6, 2))
 
 
 def test_batches_match_single_windows_in_order() -> None:

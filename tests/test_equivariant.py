@@ -158,11 +158,25 @@ def test_output_depends_on_neighbours_and_species():
 
 def test_zero_head_is_exactly_the_prior():
     model = fitted_model(k=3, random_head=False)
-    assert not torch.allclose(model.prior_model.coefficients, torch.tensor([1.0, 0.0, 0.0], dtype=F64))
+    assert not torch.allclose(model.prior_model.relative_coefficients, torch.tensor([1.0, 0.0, 0.0], dtype=F64))
     data = Batch.from_data_list([window(9, 3, seed=70), window(12, 3, seed=71, cell=TRICLINIC)])
     out = model(data)
     assert out.dtype == F64
     assert torch.equal(out, model.prior_model(data))
+
+
+def test_centred_residual_leaves_each_centroid_to_the_prior():
+    data = Batch.from_data_list([window(9, 3, seed=72), window(12, 3, seed=73, cell=TRICLINIC)])
+    model = fitted_model(k=3)
+    assert model.centred_residual and model.hparams["centred_residual"] is True
+    residual = (model(data) - model.prior_model(data)).detach()
+    assert float(residual.abs().max()) > 1e-3
+    for structure in range(2):
+        assert float(residual[data.batch == structure].mean(0).abs().max()) < 1e-15
+    free = fitted_model(k=3, centred_residual=False)
+    free_residual = (free(data) - free.prior_model(data)).detach()
+    assert float(free_residual[data.batch == 0].mean(0).abs().max()) > 1e-5
+    assert not EquivariantModel(history=2, species=SPECIES, prior="autoregressive").centred_residual
 
 
 def test_fitted_statistics():
@@ -211,7 +225,7 @@ def test_history_zero_with_zero_prior():
     matrix = -o3.rand_matrix(dtype=F64)
     assert relative_error(model(rotate(data, matrix)), out @ matrix.T) < 1e-5
     assert EquivariantModel(history=0, species=SPECIES).prior == "zero"
-    assert EquivariantModel(history=2, species=SPECIES).prior == "autoregressive"
+    assert EquivariantModel(history=2, species=SPECIES).prior == "centred_autoregressive"
 
 
 def test_bad_hparams_are_one_line_errors():

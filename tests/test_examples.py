@@ -53,7 +53,7 @@ def number(pattern: str, text: str) -> float:
 
 
 TABLE_HEADER = re.compile(r"^model\s+test MSE \(Å²\)\s+RMSD@1 \(Å\)", re.MULTILINE)
-BASELINE_ROWS = ("zero", "constant_velocity", "constant_acceleration", "autoregressive", "linear")
+BASELINE_ROWS = ("zero", "constant_velocity", "constant_acceleration", "autoregressive", "centred_autoregressive", "linear")
 
 
 def check_table(text: str, model_row: str) -> None:

@@ -14,7 +14,13 @@ from torch_geometric.utils import scatter
 from mdnext.data import DataError, WindowDataset, make_loader
 from mdnext.frames import Frames
 from mdnext.metrics import equivariance_error, evaluate_windows, mse, rollout_rmsd
-from mdnext.models.baselines import Autoregressive, ConstantAcceleration, ConstantVelocity, ZeroDisplacement
+from mdnext.models.baselines import (
+    Autoregressive,
+    CentredAutoregressive,
+    ConstantAcceleration,
+    ConstantVelocity,
+    ZeroDisplacement,
+)
 from mdnext.models.base import DisplacementModel
 from mdnext.models.linear import LinearModel
 
@@ -113,7 +119,10 @@ def test_baselines_are_equivariant() -> None:
     dataset, batch = periodic_batch()
     autoregressive = Autoregressive(3, ["Ar", "Kr"])
     autoregressive.fit_closed_form(make_loader(dataset, 8))
-    models = [ZeroDisplacement(0, ["Ar", "Kr"]), ConstantVelocity(1, ["Ar", "Kr"]), ConstantAcceleration(2, ["Ar", "Kr"]), autoregressive]
+    centred = CentredAutoregressive(3, ["Ar", "Kr"])
+    centred.fit_closed_form(make_loader(dataset, 8))
+    models = [ZeroDisplacement(0, ["Ar", "Kr"]), ConstantVelocity(1, ["Ar", "Kr"]), ConstantAcceleration(2, ["Ar", "Kr"]),
+              autoregressive, centred]
     for model in models:
         assert equivariance_error(model, batch, n_trials=4) < 1e-12
     assert equivariance_error(models[1], dataset[0]) < 1e-12  # a single window works too

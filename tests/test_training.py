@@ -14,7 +14,7 @@ from mdnext.trainer import TrainConfig
 
 from conftest import BUNDLED_PATHS
 
-BASELINE_NAMES = {"zero", "constant_velocity", "constant_acceleration", "autoregressive", "linear"}
+BASELINE_NAMES = {"zero", "constant_velocity", "constant_acceleration", "autoregressive", "centred_autoregressive", "linear"}
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from mdnext.data import WindowDataset, make_loader
+from mdnext.checkpoint import build_model
+from mdnext.data import WindowDataset, make_datasets, make_loader
 from mdnext.errors import MDNextError
 from mdnext.frames import Frames
 from mdnext.models.baselines import ConstantVelocity, ZeroDisplacement
-from mdnext.trainer import rollout_loss
+from mdnext.trainer import TrainConfig, _mean_loss, fit, rollout_loss
 
 
 def drifting(n_frames: int = 30, seed: int = 0) -> Frames:
@@ -46,3 +47,17 @@ def test_rollout_loss_by_hand():
     # one step: the plain MSE
     one = next(iter(make_loader(WindowDataset(frames, history=1), 5)))
     assert float(rollout_loss(ZeroDisplacement(1, ["A"]), one)) == pytest.approx(np.mean(speed**2), rel=1e-12)
+
+
+def test_validation_rollouts_pick_the_best_epoch():
+    """``val_horizon`` scores validation windows by rollouts of that many steps, not one step."""
+    datasets = make_datasets(drifting(80), history=2)
+    model = build_model("linear", {"history": 2, "species": ["A"]})
+    state = fit(model, datasets.train, datasets.val, TrainConfig(epochs=1, batch_size=8, val_horizon=5, quiet=True))
+    five_steps = _mean_loss(model, datasets.val.with_horizon(5), 8, torch.device("cpu")) / state.loss_scale
+    one_step = _mean_loss(model, datasets.val, 8, torch.device("cpu")) / state.loss_scale
+    assert state.log[-1]["val_loss"] == pytest.approx(five_steps, rel=1e-12)
+    assert five_steps != pytest.approx(one_step, rel=1e-3)
+    with pytest.raises(MDNextError, match="too short for 30-step validation rollouts"):
+        fit(build_model("linear", {"history": 2, "species": ["A"]}), datasets.train, datasets.val,
+            TrainConfig(epochs=1, val_horizon=30, quiet=True))

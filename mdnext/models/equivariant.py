@@ -11,7 +11,9 @@ NequIP-style message passing on a cutoff radius graph (:func:`mdnext.neighbors.r
   gate nonlinearity and a residual connection; the per-edge work runs over blocks of edges
   (:data:`EDGE_BLOCK_ELEMENTS`), so that its memory stays bounded and its cost linear in the
   number of edges;
-* a ``1o`` head, initialised to zero so that an untrained model *is* its prior.
+* a ``1o`` head, initialised to zero so that an untrained model *is* its prior; with
+  ``centred_residual`` its mean over each structure's atoms is removed, so the network moves
+  atoms relative to each other and leaves the centroid's motion to the prior.
 
 Prediction (Å, float64) = prior + ``residual_scale`` × head. Positions, differences and the
 prior stay in float64; only the normalised inputs are cast to the network's dtype.
@@ -28,11 +30,22 @@ from e3nn.nn import FullyConnectedNet, Gate
 
 from mdnext.errors import MDNextError, first_line
 from mdnext.models.base import DisplacementModel
-from mdnext.models.baselines import Autoregressive, ConstantVelocity, ZeroDisplacement
+from mdnext.models.baselines import (
+    Autoregressive,
+    CentredAutoregressive,
+    ConstantVelocity,
+    ZeroDisplacement,
+    structure_mean,
+)
 from mdnext.models.tensor_product import EdgeTensorProduct
 from mdnext.neighbors import radius_graph
 
-PRIORS = {"zero": ZeroDisplacement, "constant_velocity": ConstantVelocity, "autoregressive": Autoregressive}
+PRIORS = {
+    "zero": ZeroDisplacement,
+    "constant_velocity": ConstantVelocity,
+    "autoregressive": Autoregressive,
+    "centred_autoregressive": CentredAutoregressive,
+}
 
 #: Elements (about 16 MB in float32) of the largest per-edge intermediate of one block of
 #: edges. Whole-graph per-edge tensors grow with the system; above glibc's mmap threshold
@@ -126,14 +139,17 @@ class Interaction(torch.nn.Module):
 
 
 class EquivariantModel(DisplacementModel):
-    """Prior (zero, constant velocity or least-squares autoregressive) plus an e3nn residual.
+    """Prior (zero, constant velocity or a least-squares autoregressive fit) plus an e3nn residual.
 
     Args:
         history: Number k of past displacements read (``history[:, :k]``).
         species: Species names, in the order of the ``species`` codes.
         cutoff: Radius of the neighbour graph, Å.
-        prior: ``"zero"``, ``"constant_velocity"`` or ``"autoregressive"``; None picks
-            ``"autoregressive"`` for k ≥ 1 and ``"zero"`` for k = 0.
+        prior: One of :data:`PRIORS`; None picks ``"centred_autoregressive"`` for k ≥ 1 and
+            ``"zero"`` for k = 0.
+        centred_residual: Remove the mean of the learned residual over each structure's atoms
+            (no net drift from the network: momentum conservation for equal masses); None
+            means True with the centred prior, else False.
         hidden_irreps: Node feature irreps, e.g. ``"16x0e + 8x1o + 4x2e"``; must hold ``1o``.
         lmax: Largest degree of the edge spherical harmonics.
         num_layers: Number of interaction layers.
@@ -150,6 +166,7 @@ class EquivariantModel(DisplacementModel):
         species: list[str],
         cutoff: float = 5.0,
         prior: str | None = None,
+        centred_residual: bool | None = None,
         hidden_irreps: str = "16x0e + 8x1o + 4x2e",
         lmax: int = 2,
         num_layers: int = 2,
@@ -158,7 +175,7 @@ class EquivariantModel(DisplacementModel):
     ) -> None:
         super().__init__(history, species)
         if prior is None:
-            prior = "autoregressive" if self.history >= 1 else "zero"
+            prior = "centred_autoregressive" if self.history >= 1 else "zero"
         if prior not in PRIORS:
             raise MDNextError(f"unknown prior {prior!r}; known priors: {', '.join(PRIORS)}")
         if self.history < PRIORS[prior].min_history:
@@ -173,6 +190,7 @@ class EquivariantModel(DisplacementModel):
             raise MDNextError(f"hidden irreps {hidden_irreps!r} must contain 0e and 1o")
         self.cutoff = float(cutoff)
         self.prior = prior
+        self.centred_residual = prior == "centred_autoregressive" if centred_residual is None else bool(centred_residual)
         self.hidden_irreps = str(irreps_hidden)
         self.lmax, self.num_layers = int(lmax), int(num_layers)
         self.num_basis, self.radial_hidden = int(num_basis), int(radial_hidden)
@@ -201,6 +219,7 @@ class EquivariantModel(DisplacementModel):
             **super().hparams,
             "cutoff": self.cutoff,
             "prior": self.prior,
+            "centred_residual": self.centred_residual,
             "hidden_irreps": self.hidden_irreps,
             "lmax": self.lmax,
             "num_layers": self.num_layers,
@@ -258,4 +277,7 @@ class EquivariantModel(DisplacementModel):
         x = self.embed(node_in)
         for layer in self.layers:
             x = layer(x, attrs, edge_index, edge_sh, edge_basis, inv_sqrt_neighbors)
-        return prior + self.residual_scale * self.head(x).to(torch.float64)
+        residual = self.head(x).to(torch.float64)
+        if self.centred_residual:
+            residual = residual - structure_mean(residual, getattr(data, "batch", None))
+        return prior + self.residual_scale * residual
