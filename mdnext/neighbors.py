@@ -19,7 +19,7 @@ from mdnext.errors import InputError
 _AXES = "xyz"
 
 
-def _completed_cell(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
+def completed_cell(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
     """The cell with its non-periodic rows replaced by unit vectors normal to the periodic ones.
 
     Fractional coordinates along the periodic lattice vectors are then those of the
@@ -71,7 +71,7 @@ def minimum_image(vectors: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) 
     pbc = torch.as_tensor(pbc, dtype=torch.bool, device=vectors.device).reshape(3)
     if not bool(pbc.any()):
         return vectors
-    cell = _completed_cell(cell.to(device=vectors.device, dtype=torch.float64), pbc)
+    cell = completed_cell(cell.to(device=vectors.device, dtype=torch.float64), pbc)
     _check_invertible(cell, pbc, "minimum_image")
     fractional = (vectors.unsqueeze(-2) @ torch.linalg.inv(cell)).squeeze(-2)
     fractional = fractional - torch.where(pbc, torch.round(fractional), torch.zeros_like(fractional))
@@ -186,7 +186,7 @@ def _one_structure(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """vesin on one structure: local indices i, j (int64) and vectors (float64) of nonzero length."""
     if bool(pbc.any()):
-        completed = _completed_cell(cell, pbc)
+        completed = completed_cell(cell, pbc)
         _check_invertible(completed, pbc, f"structure {index}")
         # vesin 0.6 accepts unwrapped positions; wrapping along periodic directions keeps
         # coordinates small for any vesin version. Its vectors include the image shifts.

@@ -138,7 +138,7 @@ def trained_file(polymer_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "model.pt"
     metrics = out.with_suffix(".json")
     result = CliRunner().invoke(main, ["train", str(polymer_file), "-k", "2", "--epochs", "2", "-q",
-                                       "-o", str(out), "--metrics", str(metrics)])
+                                       "--val-horizon", "5", "-o", str(out), "--metrics", str(metrics)])
     assert result.exit_code == 0, result.output
     return out, metrics, result.output
 
@@ -153,6 +153,8 @@ def test_train_writes_model_and_metrics(trained_file):
     assert set(metrics["rollout_rmsd"]) == {"1", "10", "100"} or set(metrics["rollout_rmsd"]) <= {"1", "10"}
     assert metrics["equivariance_error_relative"] < 1e-4
     assert "autoregressive" in output and out.exists()
+    log = TrainedModel.load(out).training
+    assert log["config"]["val_horizon"] == 5 and log["config"]["unroll"] == 1
 
 
 def test_evaluate_prints_table_and_json(trained_file, polymer_file, tmp_path):

@@ -180,3 +180,24 @@ def test_rollout_rmsd_marks_diverging_horizons_infinite() -> None:
     frames = Frames(positions=positions, species=["A", "A"])
     result = rollout_rmsd(Exploding(1, ["A"]), frames, horizons=(1, 10))
     assert math.isfinite(result[1]) and result[10] == math.inf
+
+
+def test_rollout_rmsd_runaway_in_a_box_is_divergence_not_a_perfect_score() -> None:
+    """Coordinates far beyond the box lose the displacement to rounding under minimum image.
+
+    A periodic rollout whose steps exceed half the cell height counts as diverged (inf).
+    """
+    from mdnext.models.base import DisplacementModel
+
+    class Runaway(DisplacementModel):
+        name = "runaway"
+        min_history = 1
+
+        def forward(self, data):
+            return torch.full_like(data.pos, 1e18, dtype=torch.float64)
+
+    positions = np.arange(40)[:, None, None] * np.array([0.1, 0.0, 0.0]) + np.array([[1.0, 1.0, 1.0], [3.0, 2.0, 1.0]])
+    for pbc, cell in ((True, np.eye(3) * 8.0), ([True, True, False], np.diag([8.0, 8.0, 0.0]))):
+        frames = Frames(positions=positions, species=["A", "A"], cell=cell, pbc=pbc)
+        assert rollout_rmsd(Runaway(1, ["A"]), frames, horizons=(1, 10)) == {1: math.inf, 10: math.inf}
+        assert math.isfinite(rollout_rmsd(ConstantVelocity(1, ["A"]), frames, horizons=(10,))[10])
