@@ -27,8 +27,8 @@ The seed is the system's last 5 frames (history 4 needs 5).
 the network's output reaches the prediction. The closed-form quantities are set from the seed,
 as ``fit_closed_form`` would: ``displacement_scale`` = RMS of the seed's displacements,
 ``avg_num_neighbors`` = edges per atom of the seed's last frame; ``residual_scale`` = 0.01 Å
-keeps the random residual small, so the atoms keep moving like the prior (constant velocity,
-the unfitted autoregressive prior) and the graph stays that of a liquid.
+keeps the random residual small, so the atoms keep moving like the prior (constant velocity:
+what the unfitted prior predicts) and the graph stays that of a liquid.
 
 **The peer.** ``gate_points_2101.Network(irreps_in=None, irreps_hidden="5x0e + 5x0o + 5x1e +
 5x1o", irreps_out="1x1o", irreps_node_attr=None, irreps_edge_attr=spherical_harmonics(3),

@@ -4,7 +4,7 @@ The tutorial ("Equivariant Neural Network for Predicting Trajectories", dmol.pub
 e3nn network and a linear baseline ``frame @ W + b`` to predict the next frame of a 12-bead
 2D polymer (``paths.npz``) and tests them on the last 20% of the frames. In mdnext that
 setup is ``history=0`` with a zero prior: the network sees the current positions only.
-mdnext's default reads 4 past displacements on top of a fitted autoregressive prior. Both
+mdnext's default reads 4 past displacements on top of a fitted centred autoregressive prior. Both
 are printed beside the baselines (``linear`` is the tutorial's), followed by the
 equivariance error of the e3nn models and of the linear model.
 
