@@ -23,7 +23,7 @@ from mdnext.data import SPLITS, DataError, Datasets, make_datasets, make_loader,
 from mdnext.frames import Frames
 from mdnext.metrics import equivariance_error, evaluate_windows, rollout_rmsd
 from mdnext.models.base import DisplacementModel
-from mdnext.models.baselines import BASELINES
+from mdnext.models.baselines import BASELINES, LAG_FITS
 from mdnext.trainer import TrainConfig, fit
 
 #: Lags of the autoregressive baseline (and the history the evaluation windows carry) where
@@ -65,7 +65,7 @@ def fit_baselines(datasets: Datasets, seed: int = 0) -> dict[str, DisplacementMo
     """The baselines (and the linear model) fitted on ``datasets.train``."""
     models: dict[str, DisplacementModel] = {}
     for name in (*BASELINES, "linear"):
-        history = datasets.history if name.endswith("autoregressive") else registry.models.get(name).min_history
+        history = datasets.history if name in LAG_FITS else registry.models.get(name).min_history
         torch.manual_seed(seed)
         model = build_model(name, {"history": history, "species": datasets.species})
         config = LINEAR_CONFIG if model.trainable else TrainConfig(quiet=True)

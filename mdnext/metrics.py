@@ -19,7 +19,7 @@ import torch
 from mdnext.data import DataError, encode_species
 from mdnext.frames import Frames
 from mdnext.models.base import DisplacementModel
-from mdnext.neighbors import completed_cell, minimum_image
+from mdnext.neighbors import minimum_image, smallest_periodic_height
 from mdnext.rollout import RolloutError, rollout
 
 
@@ -129,10 +129,11 @@ def rollout_rmsd(
     longest = max(fitting)
     starts = _even_subset(np.arange(first, last_frame - longest * stride + 1), int(max_starts))
     codes = encode_species(frames.species, model.species)
-    if frames.is_periodic:
-        max_step_rms = min(max_step_rms, 0.5 * _smallest_periodic_height(frames.cell[frame_range], frames.pbc))
     positions = frames.positions
     pbc = torch.from_numpy(np.array(frames.pbc))
+    if frames.is_periodic:
+        cells = torch.from_numpy(np.asarray(frames.cell[frame_range]))
+        max_step_rms = min(max_step_rms, 0.5 * smallest_periodic_height(cells, pbc))
     sums = dict.fromkeys(fitting, 0.0)
     seed_offsets = np.arange(-history * stride, 1)
     for chunk_start in range(0, starts.size, int(starts_per_call)):
@@ -154,19 +155,6 @@ def rollout_rmsd(
                 diff = minimum_image(diff, torch.from_numpy(np.asarray(frames.cell[targets])).unsqueeze(-3), pbc)
             sums[h] += float(diff.pow(2).sum(-1).mean(-1).sqrt().sum())
     return {h: sums[h] / starts.size for h in fitting}
-
-
-def _smallest_periodic_height(cells: np.ndarray, pbc: Sequence[bool]) -> float:
-    """Smallest distance between opposite faces, over frames and periodic directions, Å.
-
-    ``cells`` (T, 3, 3) lattice vectors as rows; the height along vector i is the volume over
-    the area spanned by the other two (non-periodic rows completed to unit normals first).
-    """
-    cells = completed_cell(torch.from_numpy(np.asarray(cells, dtype=np.float64)), torch.tensor(list(pbc))).numpy()
-    volume = np.abs(np.linalg.det(cells))
-    heights = [volume / np.linalg.norm(np.cross(cells[:, (i + 1) % 3], cells[:, (i + 2) % 3]), axis=-1)
-               for i in range(3) if pbc[i]]
-    return float(np.min(heights))
 
 
 def _random_orthogonal(generator: torch.Generator, determinant: float) -> torch.Tensor:

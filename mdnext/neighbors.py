@@ -19,7 +19,7 @@ from mdnext.errors import InputError
 _AXES = "xyz"
 
 
-def completed_cell(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
+def _completed_cell(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
     """The cell with its non-periodic rows replaced by unit vectors normal to the periodic ones.
 
     Fractional coordinates along the periodic lattice vectors are then those of the
@@ -71,7 +71,7 @@ def minimum_image(vectors: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) 
     pbc = torch.as_tensor(pbc, dtype=torch.bool, device=vectors.device).reshape(3)
     if not bool(pbc.any()):
         return vectors
-    cell = completed_cell(cell.to(device=vectors.device, dtype=torch.float64), pbc)
+    cell = _completed_cell(cell.to(device=vectors.device, dtype=torch.float64), pbc)
     _check_invertible(cell, pbc, "minimum_image")
     fractional = (vectors.unsqueeze(-2) @ torch.linalg.inv(cell)).squeeze(-2)
     fractional = fractional - torch.where(pbc, torch.round(fractional), torch.zeros_like(fractional))
@@ -186,7 +186,7 @@ def _one_structure(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """vesin on one structure: local indices i, j (int64) and vectors (float64) of nonzero length."""
     if bool(pbc.any()):
-        completed = completed_cell(cell, pbc)
+        completed = _completed_cell(cell, pbc)
         _check_invertible(completed, pbc, f"structure {index}")
         # vesin 0.6 accepts unwrapped positions; wrapping along periodic directions keeps
         # coordinates small for any vesin version. Its vectors include the image shifts.
@@ -212,6 +212,21 @@ def _as_int64(index: torch.Tensor) -> torch.Tensor:
     if index.dtype == torch.uint64:
         return index.view(torch.long)
     return index.to(torch.long)
+
+
+def smallest_periodic_height(cell: torch.Tensor, pbc: torch.Tensor) -> float:
+    """Smallest distance between opposite faces over periodic directions (and frames), Å.
+
+    ``cell`` (..., 3, 3) lattice vectors as rows, ``pbc`` (3,) bool (at least one True); the
+    height along vector i is the volume over the area spanned by the other two, non-periodic
+    rows completed to unit normals first. Minimum image cannot resolve a longer vector.
+    """
+    pbc = torch.as_tensor(pbc, dtype=torch.bool).reshape(3)
+    cell = _completed_cell(cell.to(torch.float64), pbc)
+    volume = torch.linalg.det(cell).abs()
+    heights = [volume / torch.linalg.norm(torch.linalg.cross(cell[..., (i + 1) % 3, :], cell[..., (i + 2) % 3, :]), dim=-1)
+               for i in range(3) if bool(pbc[i])]
+    return float(torch.stack(heights).min())
 
 
 def _check_invertible(cell: torch.Tensor, pbc: torch.Tensor, where: str) -> None:

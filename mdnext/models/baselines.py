@@ -65,9 +65,7 @@ class Autoregressive(DisplacementModel):
 
     def __init__(self, history: int, species: list[str]) -> None:
         super().__init__(history, species)
-        initial = torch.zeros(self.history, dtype=torch.float64)
-        initial[0] = 1.0
-        self.register_buffer("coefficients", initial)
+        self.register_buffer("coefficients", constant_velocity_lags(self.history))
 
     def fit_closed_form(self, loader: Any) -> None:
         """Solve the normal equations ``G c = b``, ``G_jl = sum d_j·d_l``, ``b_j = sum d_j·y``."""
@@ -94,10 +92,8 @@ class CentredAutoregressive(DisplacementModel):
 
     def __init__(self, history: int, species: list[str]) -> None:
         super().__init__(history, species)
-        initial = torch.zeros(self.history, dtype=torch.float64)
-        initial[0] = 1.0
-        self.register_buffer("centroid_coefficients", initial.clone())
-        self.register_buffer("relative_coefficients", initial)
+        self.register_buffer("centroid_coefficients", constant_velocity_lags(self.history))
+        self.register_buffer("relative_coefficients", constant_velocity_lags(self.history))
 
     def fit_closed_form(self, loader: Any) -> None:
         """Two sets of normal equations: centroid parts against each other, relative parts likewise."""
@@ -139,6 +135,13 @@ class NormalEquations:
         return torch.linalg.lstsq(self.gram, self.rhs.unsqueeze(-1), driver="gelsd").solution.squeeze(-1)
 
 
+def constant_velocity_lags(lags: int) -> torch.Tensor:
+    """Per-lag coefficients (1, 0, 0, …) float64: the next displacement is the last one."""
+    coefficients = torch.zeros(lags, dtype=torch.float64)
+    coefficients[0] = 1.0
+    return coefficients
+
+
 def structure_mean(values: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
     """The mean of ``values`` (n, ...) over the atoms of each structure, repeated per atom: (n, ...).
 
@@ -151,3 +154,5 @@ def structure_mean(values: torch.Tensor, batch: torch.Tensor | None) -> torch.Te
 
 #: The baselines reported beside every learned model, in table order.
 BASELINES = ("zero", "constant_velocity", "constant_acceleration", "autoregressive", "centred_autoregressive")
+#: The baselines whose number of lags is a choice (fitted on all the lags the data offers).
+LAG_FITS = ("autoregressive", "centred_autoregressive")
