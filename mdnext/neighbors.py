@@ -18,6 +18,28 @@ from mdnext.errors import InputError
 
 _AXES = "xyz"
 
+#: Largest extent (Å) of the positions handed to vesin along a non-periodic direction. Its cell
+#: list crashes the process (SIGFPE) on coordinates spanning ~1e6 Å; only a diverged
+#: prediction gets near this.
+MAX_SPAN = 1e5
+
+
+class PositionsOutOfRange(InputError):
+    """Positions that are not finite or too far apart for the neighbour list."""
+
+
+def _check_span(pos: torch.Tensor, pbc: torch.Tensor) -> None:
+    """Raise :class:`PositionsOutOfRange` unless ``pos`` (n, 3) is finite and spans at most
+    :data:`MAX_SPAN` along every non-periodic direction (pbc (3,) bool)."""
+    if not pos.shape[0]:
+        return
+    if not bool(torch.isfinite(pos).all()):
+        raise PositionsOutOfRange("non-finite positions (a diverged prediction?)")
+    span = torch.where(pbc, torch.zeros(3, dtype=pos.dtype), pos.amax(dim=0) - pos.amin(dim=0)).max()
+    if float(span) > MAX_SPAN:
+        raise PositionsOutOfRange(f"positions span {float(span):.3g} Å, beyond the {MAX_SPAN:.0e} Å the neighbour "
+                                  "list handles (a diverged prediction?)")
+
 
 def _completed_cell(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
     """The cell with its non-periodic rows replaced by unit vectors normal to the periodic ones.
@@ -104,6 +126,7 @@ def radius_graph(
 
     Raises:
         InputError: If a periodic direction has a zero or dependent lattice vector.
+        PositionsOutOfRange: Non-finite positions, or a non-periodic extent above :data:`MAX_SPAN`.
     """
     device = pos.device
     cpu = torch.device("cpu")
@@ -175,6 +198,7 @@ def _separated_structures(calculator: NeighborList, pos: torch.Tensor, batch: to
     grid = torch.stack([structure % side, (structure // side) % side, structure // (side * side)], dim=1)
     moved = pos - low[batch] + (grid.to(pos.dtype) * spacing)[batch]
     box = torch.zeros(3, 3, dtype=torch.float64)
+    _check_span(moved, torch.zeros(3, dtype=torch.bool))
     i, j = calculator.compute(moved, box, torch.zeros(3, dtype=torch.bool), "ij")
     i, j = _as_int64(i), _as_int64(j)
     i, j, edge_vec = _nonzero_length(i, j, pos[j] - pos[i])
@@ -195,6 +219,7 @@ def _one_structure(
         box = completed
     else:
         box = torch.zeros(3, 3, dtype=torch.float64, device=pos.device)
+    _check_span(pos, pbc)
     i, j, vec = calculator.compute(pos.contiguous(), box.contiguous(), pbc.contiguous(), "ijD")
     return _nonzero_length(_as_int64(i), _as_int64(j), vec)
 

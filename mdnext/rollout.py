@@ -20,7 +20,7 @@ from mdnext.data import encode_species, wrap_positions
 from mdnext.errors import InputError, MDNextError
 from mdnext.frames import Frames, concatenate
 from mdnext.models.base import DisplacementModel
-from mdnext.neighbors import minimum_image
+from mdnext.neighbors import PositionsOutOfRange, minimum_image
 
 #: Default guard: a step whose displacement RMS exceeds this multiple of the seed's is a divergence.
 SEED_RMS_FACTOR = 100.0
@@ -143,7 +143,10 @@ def rollout(
     try:
         with torch.no_grad():
             for step in range(n_steps):
-                predicted = model(_batch(current, buffer, species, cell, pbc)).to(torch.float64)
+                try:
+                    predicted = model(_batch(current, buffer, species, cell, pbc)).to(torch.float64)
+                except PositionsOutOfRange as exc:
+                    raise RolloutError(f"rollout step {step + 1} of {n_steps}: {exc}", step + 1) from exc
                 predicted = predicted.reshape(n_starts, n_atoms, 3)
                 _guard(predicted, step + 1, n_steps, max_step_rms)
                 current = current + predicted

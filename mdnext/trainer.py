@@ -26,6 +26,7 @@ from mdnext import distributed
 from mdnext.data import DataError, make_loader, windows_per_batch
 from mdnext.errors import MDNextError
 from mdnext.models.base import DisplacementModel
+from mdnext.neighbors import PositionsOutOfRange
 
 
 @dataclass
@@ -176,10 +177,13 @@ def fit(
                 break
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _cosine(fraction, config.min_lr_ratio)
-        train_loss = _train_epoch(model, train_set, optimizer, config, state, device, objective)
-        val_loss = train_loss
-        if len(val_set):
-            val_loss = _mean_loss(model, val_set, config.batch_size, device) / state.loss_scale
+        try:
+            train_loss = _train_epoch(model, train_set, optimizer, config, state, device, objective)
+            val_loss = train_loss
+            if len(val_set):
+                val_loss = _mean_loss(model, val_set, config.batch_size, device) / state.loss_scale
+        except PositionsOutOfRange as exc:
+            raise MDNextError(f"training diverged at epoch {state.epoch + 1} ({exc}); lower --lr") from exc
         # Elapsed times differ between processes: all follow rank 0's clock (and numbers).
         elapsed, train_loss, val_loss = distributed.broadcast((time.perf_counter() - started, train_loss, val_loss))
         state.epoch += 1

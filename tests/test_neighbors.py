@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mdnext.errors import InputError
-from mdnext.neighbors import minimum_image, radius_graph
+from mdnext.neighbors import MAX_SPAN, PositionsOutOfRange, minimum_image, radius_graph
 
 ORTHO = np.diag([6.0, 7.0, 8.0])
 TRICLINIC = np.array([[6.0, 0.0, 0.0], [1.5, 6.5, 0.0], [-1.0, 2.0, 7.0]])
@@ -233,3 +233,20 @@ def test_minimum_image_per_frame_cells():
     vec = torch.tensor([[[6.5, 0.0, 0.0]], [[6.5, 0.0, 0.0]]], dtype=torch.float64)  # (T, N=1, 3)
     out = minimum_image(vec, cells.unsqueeze(1), torch.tensor([True, True, True]))
     assert torch.allclose(out[:, 0, 0], torch.tensor([0.5, 6.5 - 6.6], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("far", [2 * MAX_SPAN, 1e30, float("inf"), float("nan")])
+def test_positions_out_of_range_are_refused_not_crashed(far: float) -> None:
+    """vesin's cell list kills the process (SIGFPE) on coordinates ~1e6 Å apart: refuse them first."""
+    pos = torch.rand(24, 3, dtype=torch.float64)
+    pos[3, 0] = far
+    batch = torch.repeat_interleave(torch.arange(2), 12)
+    for b, n in ((batch, 2), (None, 1)):
+        with pytest.raises(PositionsOutOfRange, match="non-finite positions|positions span"):
+            radius_graph(pos, 5.0, b, torch.zeros(n, 3, 3), torch.zeros(n, 3, dtype=torch.bool))
+    # along a periodic direction the coordinates are wrapped first, so a far (finite) atom is fine
+    if far < float("inf"):
+        pos[3, 0] = 1e7 + 0.25
+        cell = 20.0 * torch.eye(3, dtype=torch.float64).unsqueeze(0)
+        edges, _ = radius_graph(pos[:12], 5.0, None, cell, torch.tensor([[True, False, False]]))
+        assert edges.shape[1] > 0

@@ -11,6 +11,7 @@ import torch
 from mdnext.errors import MDNextError
 from mdnext.models.baselines import Autoregressive, ConstantAcceleration, ConstantVelocity, ZeroDisplacement
 from mdnext.models.linear import LinearModel
+from mdnext.neighbors import radius_graph
 from mdnext.rollout import RolloutError, rollout
 
 SPECIES = ["Ar"]
@@ -140,6 +141,25 @@ def test_oversized_step_is_named() -> None:
         rollout(Scripted([1.0, 6.0, 1.0]), seed[:1], torch.zeros(2, dtype=torch.long), 3, 1)
     out = rollout(Scripted([1.0, 6.0, 1.0]), seed[:1], torch.zeros(2, dtype=torch.long), 3, 1, max_step_rms=10.0)
     assert out.shape == (1, 3, 2, 3)
+
+
+class ScriptedWithNeighbours(Scripted):
+    """:class:`Scripted` moving every second atom only, after building the neighbour list of its
+    input as the e3nn model does."""
+
+    def forward(self, data: Any) -> torch.Tensor:
+        radius_graph(data.pos, 5.0, getattr(data, "batch", None), data.cell, data.pbc)
+        moved = super().forward(data)
+        moved[0::2] = 0.0
+        return moved
+
+
+def test_positions_beyond_the_neighbour_list_are_a_named_divergence() -> None:
+    """vesin crashes the process (SIGFPE) on coordinates ~1e6 Å apart; a rollout that gets there is stopped."""
+    with pytest.raises(RolloutError, match="rollout step 2 of 3: positions span 1e\\+06 Å") as info:
+        rollout(ScriptedWithNeighbours([1e6, 0.0, 0.0]), torch.zeros(1, 1, 2, 3, dtype=torch.float64),
+                torch.zeros(2, dtype=torch.long), 3, 1, max_step_rms=float("inf"))
+    assert info.value.step == 2
 
 
 def test_runs_in_eval_mode_without_grad_and_restores_the_mode() -> None:
