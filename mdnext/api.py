@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from mdnext import distributed
-from mdnext.checkpoint import TrainedModel, build_model, data_hash, read_checkpoint
+from mdnext.checkpoint import TrainedModel, build_model, data_hash, load_model
 from mdnext.data import make_loader, species_list, windows_per_batch
 from mdnext.errors import InputError
 from mdnext.evaluation import evaluate as _evaluate
@@ -53,6 +53,7 @@ def train(
     output: str | Path | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    init: str | Path | None = None,
     plots: str | Path | None = None,
 ) -> TrainedModel:
     """Train a displacement model on ``trajectories`` and measure it against the baselines.
@@ -70,6 +71,10 @@ def train(
         output: Checkpoint path; also enables the per-epoch ``<output>.last.pt``.
         overwrite: Replace an existing ``output``.
         resume: Continue from ``<output>.last.pt``.
+        init: Fine-tune the model of this checkpoint (same model, history, stride and species)
+            instead of building a new one: its prior is kept, and its weights are epoch 0 of
+            the best-epoch choice. E.g. with ``config.unroll`` and ``config.val_horizon`` for
+            stable long rollouts. Not read when ``resume`` continues an interrupted fine-tuning.
         plots: Directory for loss, parity and rollout plots (PNG).
 
     Returns:
@@ -98,6 +103,9 @@ def train(
     state = None
     if resume:
         net, state = _resume(output, model, history, species)
+    elif init is not None:
+        net = _pretrained(init, model, history, stride, species)
+        training["init"] = str(init)
     else:
         torch.manual_seed(config.seed)
         net = build_model(model, {"history": history, "species": species, **(model_options or {})})
@@ -109,7 +117,7 @@ def train(
 
     started = time.perf_counter()
     state = fit(net, datasets.train, datasets.val, config, state=state,
-                on_epoch=save_last if output is not None else None)
+                on_epoch=save_last if output is not None else None, pretrained=init is not None)
     train_seconds = state.elapsed if net.trainable else time.perf_counter() - started
     # mdnext.evaluation scores on the CPU; the model is returned there too.
     trained = TrainedModel(net.cpu().eval(), stride, dt, training)
@@ -130,18 +138,28 @@ def train(
     return trained
 
 
+def _pretrained(path: str | Path, model: str, history: int, stride: int, species: list[str]) -> Any:
+    """The model saved in checkpoint ``path``, to fine-tune on data with ``species``."""
+    net, checkpoint = load_model(path)
+    found = (checkpoint["model"], checkpoint["history"], checkpoint["stride"])
+    if found != (model, history, stride):
+        raise InputError(f"{path}: holds model {found[0]!r} with history {found[1]} and stride {found[2]}, "
+                         f"not {model!r} with history {history} and stride {stride}")
+    if checkpoint["species"] != species:
+        raise InputError(f"{path}: was trained on species {checkpoint['species']}, the data has {species}")
+    return net
+
+
 def _resume(output: str | Path | None, model: str, history: int, species: list[str]) -> tuple[Any, TrainState]:
     """The model and trainer state saved in ``<output>.last.pt``."""
     if output is None:
         raise InputError("--resume needs the output path (-o) of the interrupted run")
     path = resume_path(output)
-    checkpoint = read_checkpoint(path)
+    net, checkpoint = load_model(path)
     if "resume" not in checkpoint:
         raise InputError(f"{path}: no trainer state to resume from")
     if checkpoint["model"] != model or checkpoint["history"] != history or checkpoint["species"] != species:
         raise InputError(f"{path}: was written for another model, history or data; start afresh without --resume")
-    net = build_model(checkpoint["model"], checkpoint["hparams"])
-    net.load_state_dict(checkpoint["state_dict"])
     return net, TrainState(**checkpoint["resume"])
 
 

@@ -165,11 +165,12 @@ def _report(metrics: dict[str, Any], name: str, json_path: str | None) -> None:
 @click.option("--metrics", "metrics_path", default=None, type=click.Path(), help="Write the test metrics as JSON.")
 @click.option("--plots", default=None, type=click.Path(file_okay=False), help="Directory for loss, parity and rollout plots.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run that writes OUTPUT.")
+@click.option("--init", default=None, type=click.Path(dir_okay=False), help="Fine-tune this trained model (same model, history, stride, species) instead of a new one, e.g. with --unroll 100 --val-horizon 100 for stable long rollouts.")
 @click.option("--cache", is_flag=True, help="Read through the on-disk cache ($MDNEXT_CACHE_DIR, default ~/.cache/mdnext): for trajectories larger than memory.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def train(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select: str | None, model_name: str,
-          output: str, metrics_path: str | None, plots: str | None, resume: bool, cache: bool, force: bool,
-          **options: Any) -> None:
+          output: str, metrics_path: str | None, plots: str | None, resume: bool, init: str | None, cache: bool,
+          force: bool, **options: Any) -> None:
     """Train a displacement model on TRAJS and compare it with the baselines on the test split.
 
     Under torchrun (``torchrun --nproc_per_node P -m mdnext.cli train …``) the P processes
@@ -185,7 +186,8 @@ def train(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select:
 
         distributed.run_on_main(build_entries)
     frames = _load_all(trajs, topology, fmt, select, dt, cache)
-    trained = _train(frames, model_name, options, output=output, overwrite=force or resume, resume=resume, plots=plots)
+    trained = _train(frames, model_name, options, output=output, overwrite=force or resume, resume=resume, init=init,
+                     plots=plots)
     if not distributed.is_main():
         return
     _report(trained.metrics, model_name, metrics_path)

@@ -118,6 +118,7 @@ def fit(
     *,
     state: TrainState | None = None,
     on_epoch: Callable[[DisplacementModel, TrainState], None] | None = None,
+    pretrained: bool = False,
 ) -> TrainState:
     """Fit ``model`` on ``train_set`` (closed-form parts first, then Adam if trainable).
 
@@ -135,6 +136,9 @@ def fit(
             those of ``state``'s last epoch).
         on_epoch: Called after every epoch with the model (last weights) and the state, e.g.
             to write a resumable checkpoint; on rank 0 only under torchrun.
+        pretrained: Fine-tune a trained model: its closed-form parts (prior, scales) are kept,
+            and its starting weights compete for the best epoch as epoch 0, so fine-tuning
+            never ends worse on validation than it started.
 
     Returns:
         The final state; the model holds the best weights, on the training device.
@@ -151,14 +155,18 @@ def fit(
                             "(history plus that many steps); lower the validation horizon or raise the validation fraction")
     val_set = val_set.subset(config.max_windows)
     if fresh:
-        model.to("cpu")  # the closed-form fits read the loader's CPU batches
-        model.fit_closed_form(make_loader(fixed_train, config.batch_size, shuffle=False))
+        if not pretrained:
+            model.to("cpu")  # the closed-form fits read the loader's CPU batches
+            model.fit_closed_form(make_loader(fixed_train, config.batch_size, shuffle=False))
         state = TrainState()
     model.to(device)
     if not model.trainable:
         return state
     if fresh:
         state.loss_scale = max(_mean_loss(model, fixed_train, config.batch_size, device), 1e-300)
+        if pretrained and len(val_set):
+            state.best_val = _mean_loss(model, val_set, config.batch_size, device) / state.loss_scale
+            state.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
     if config.unroll > 1:
         train_set = train_set.with_horizon(config.unroll)
 

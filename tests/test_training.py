@@ -103,6 +103,48 @@ def test_resume_after_interruption_matches_uninterrupted_run(polymer, tmp_path, 
         assert torch.equal(a, b)
 
 
+def test_fine_tuning_keeps_the_prior_and_never_ends_worse_than_it_started(polymer, tmp_path, monkeypatch):
+    start = tmp_path / "start.pt"
+    mdnext.train(polymer, "equivariant", history=2, config=small_config(epochs=2), horizons=(1,), output=start)
+    initial = TrainedModel.load(start).model.state_dict()
+
+    import mdnext.trainer as trainer
+
+    original = trainer._mean_loss
+    calls = []
+
+    def worse_after_start(*args, **kwargs):  # the loss scale and the start's score, then worse epochs
+        calls.append(1)
+        return original(*args, **kwargs) * (1.0 if len(calls) <= 2 else 10.0)
+
+    monkeypatch.setattr(trainer, "_mean_loss", worse_after_start)
+    tuned = mdnext.train(polymer, "equivariant", history=2, config=small_config(epochs=2, unroll=3), horizons=(1,),
+                         init=start, output=tmp_path / "tuned.pt")
+    assert tuned.metrics["best_epoch"] == 0 and tuned.metrics["epochs"] == 2
+    assert tuned.training["init"] == str(start)
+    for name, value in tuned.model.state_dict().items():
+        assert torch.equal(value, initial[name]), name
+
+    monkeypatch.setattr(trainer, "_mean_loss", original)
+    refitted = []
+    monkeypatch.setattr(type(tuned.model), "fit_closed_form", lambda *a: refitted.append(a))
+    useful = mdnext.train(polymer, "equivariant", history=2, config=small_config(epochs=2, unroll=3), horizons=(1,),
+                          init=start)
+    assert refitted == []
+    prior = {k: v for k, v in useful.model.state_dict().items() if k.startswith("prior_model.")}
+    assert prior and all(torch.equal(v, initial[k]) for k, v in prior.items())
+
+
+def test_fine_tuning_refuses_another_setup(polymer, tmp_path):
+    start = tmp_path / "start.pt"
+    mdnext.train(polymer, "equivariant", history=2, config=small_config(epochs=1), horizons=(1,), output=start)
+    with pytest.raises(InputError, match="start.pt: holds model 'equivariant' with history 2 and stride 1, "
+                                         "not 'equivariant' with history 3"):
+        mdnext.train(polymer, "equivariant", history=3, config=small_config(epochs=1), init=start)
+    with pytest.raises(InputError, match="no such model file"):
+        mdnext.train(polymer, "equivariant", history=2, config=small_config(epochs=1), init=tmp_path / "none.pt")
+
+
 def test_checkpoint_is_safe_and_refuses_pickles(polymer, tmp_path):
     trained = mdnext.train(polymer, "linear", history=0, config=small_config(epochs=1), horizons=(1,))
     path = trained.save(tmp_path / "lin.pt")
