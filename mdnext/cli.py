@@ -143,6 +143,21 @@ def _quick_train(frames: mdnext.Frames, options: dict[str, Any], save_model: str
                     "a model on (pass a trained --model)")
 
 
+HORIZONS_OPTION = click.option("--horizons", default="1,10,100", show_default=True,
+                               help="Rollout horizons in steps, comma-separated.")
+
+
+def _horizon_steps(horizons: str) -> list[int]:
+    """``"1,10,100"`` → ``[1, 10, 100]``; anything else is a one-line error."""
+    try:
+        steps = [int(h) for h in horizons.split(",")]
+    except ValueError:
+        raise UserError(f"--horizons must be comma-separated integers, got {horizons!r}") from None
+    if any(h < 1 for h in steps):
+        raise UserError("--horizons must be positive")
+    return steps
+
+
 def _report(metrics: dict[str, Any], name: str, json_path: str | None) -> None:
     from mdnext.evaluation import format_table
 
@@ -163,14 +178,15 @@ def _report(metrics: dict[str, Any], name: str, json_path: str | None) -> None:
 @training_options
 @click.option("--output", "-o", required=True, type=click.Path(), help="Model checkpoint to write (.pt).")
 @click.option("--metrics", "metrics_path", default=None, type=click.Path(), help="Write the test metrics as JSON.")
+@HORIZONS_OPTION
 @click.option("--plots", default=None, type=click.Path(file_okay=False), help="Directory for loss, parity and rollout plots.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run that writes OUTPUT.")
 @click.option("--init", default=None, type=click.Path(dir_okay=False), help="Fine-tune this trained model (same model, history, stride, species) instead of a new one, e.g. with --unroll 100 --val-horizon 100 for stable long rollouts.")
 @click.option("--cache", is_flag=True, help="Read through the on-disk cache ($MDNEXT_CACHE_DIR, default ~/.cache/mdnext): for trajectories larger than memory.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def train(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select: str | None, model_name: str,
-          output: str, metrics_path: str | None, plots: str | None, resume: bool, init: str | None, cache: bool,
-          force: bool, **options: Any) -> None:
+          output: str, metrics_path: str | None, horizons: str, plots: str | None, resume: bool, init: str | None,
+          cache: bool, force: bool, **options: Any) -> None:
     """Train a displacement model on TRAJS and compare it with the baselines on the test split.
 
     Under torchrun (``torchrun --nproc_per_node P -m mdnext.cli train …``) the P processes
@@ -178,6 +194,7 @@ def train(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select:
     from mdnext import distributed
 
     _join_processes(options["device"])
+    steps = _horizon_steps(horizons)
     dt = options.pop("dt")
     if cache and distributed.world_size() > 1:
 
@@ -187,7 +204,7 @@ def train(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select:
         distributed.run_on_main(build_entries)
     frames = _load_all(trajs, topology, fmt, select, dt, cache)
     trained = _train(frames, model_name, options, output=output, overwrite=force or resume, resume=resume, init=init,
-                     plots=plots)
+                     horizons=steps, plots=plots)
     if not distributed.is_main():
         return
     _report(trained.metrics, model_name, metrics_path)
@@ -210,18 +227,13 @@ def _join_processes(device: str) -> None:
 @click.argument("traj", type=click.Path())
 @input_options
 @click.option("--model", "model_path", required=True, type=click.Path(), help="Checkpoint written by mdnext train.")
-@click.option("--horizons", default="1,10,100", show_default=True, help="Rollout horizons in steps, comma-separated.")
+@HORIZONS_OPTION
 @click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--json", "json_path", default=None, type=click.Path(), help="Write the metrics as JSON.")
 def evaluate(traj: str, topology: str | None, fmt: str | None, select: str | None, model_path: str,
              horizons: str, test_fraction: float, json_path: str | None) -> None:
     """Score MODEL and every baseline on the last TEST_FRACTION of TRAJ."""
-    try:
-        steps = [int(h) for h in horizons.split(",")]
-    except ValueError:
-        raise UserError(f"--horizons must be comma-separated integers, got {horizons!r}") from None
-    if any(h < 1 for h in steps):
-        raise UserError("--horizons must be positive")
+    steps = _horizon_steps(horizons)
     from mdnext.checkpoint import TrainedModel
 
     trained = TrainedModel.load(model_path)

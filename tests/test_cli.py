@@ -160,9 +160,13 @@ def test_train_writes_model_and_metrics(trained_file):
 def test_train_fine_tunes_a_trained_model(trained_file, polymer_file, tmp_path):
     out, _, _ = trained_file
     tuned = tmp_path / "tuned.pt"
-    run("train", polymer_file, "-k", 2, "--epochs", 1, "-q", "--init", out, "--unroll", 2, "-o", tuned)
+    run("train", polymer_file, "-k", 2, "--epochs", 1, "-q", "--init", out, "--unroll", 2, "-o", tuned,
+        "--horizons", "1,3")
     log = TrainedModel.load(tuned).training
     assert log["init"] == str(out) and log["config"]["unroll"] == 2
+    assert set(log["metrics"]["rollout_rmsd"]) == {"1", "3"}
+    assert_user_error(CliRunner().invoke(main, ["train", str(polymer_file), "--horizons", "1,x",
+                                                "-o", str(tmp_path / "x.pt")]), "--horizons")
     assert_user_error(CliRunner().invoke(main, ["train", str(polymer_file), "-k", "3", "--init", str(out),
                                                 "-o", str(tmp_path / "x.pt")]), "history 2")
     assert not (tmp_path / "x.pt").exists()
