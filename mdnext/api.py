@@ -100,12 +100,13 @@ def train(
         "val_fraction": val_fraction,
     }
 
+    if init is not None:
+        training["init"] = str(init)
     state = None
     if resume:
         net, state = _resume(output, model, history, species)
     elif init is not None:
         net = _pretrained(init, model, history, stride, species)
-        training["init"] = str(init)
     else:
         torch.manual_seed(config.seed)
         net = build_model(model, {"history": history, "species": species, **(model_options or {})})

@@ -166,7 +166,7 @@ def fit(
         state.loss_scale = max(_mean_loss(model, fixed_train, config.batch_size, device), 1e-300)
         if pretrained and len(val_set):
             state.best_val = _mean_loss(model, val_set, config.batch_size, device) / state.loss_scale
-            state.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            state.best_state = _weights_copy(model)
     if config.unroll > 1:
         train_set = train_set.with_horizon(config.unroll)
 
@@ -200,7 +200,7 @@ def fit(
                           "lr": optimizer.param_groups[0]["lr"], "seconds": state.elapsed})
         if val_loss < state.best_val:
             state.best_val, state.best_epoch = val_loss, state.epoch
-            state.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            state.best_state = _weights_copy(model)
         bad_epochs = state.epoch - state.best_epoch
         state.optimizer = optimizer.state_dict()
         if progress is not None:
@@ -214,6 +214,11 @@ def fit(
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     return state
+
+
+def _weights_copy(model: DisplacementModel) -> dict[str, torch.Tensor]:
+    """A CPU copy of the model's state (the best epoch's weights)."""
+    return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
 
 
 def _check_world(config: TrainConfig, train_set: Any) -> None:
