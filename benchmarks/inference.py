@@ -92,8 +92,8 @@ if str(HERE) not in sys.path:  # run as a script or imported from the tests
 
 import numpy as np
 import torch
-from neighbors import machine_info, median_seconds
-from reporting import write_json
+from neighbors import median_seconds
+from reporting import load_average, machine_info, write_json
 
 REPO = HERE.parent
 RESULTS = HERE / "results"
@@ -460,8 +460,7 @@ def run(sizes: Sequence[int], steps: int = DEFAULT_STEPS, threads: int = 1, peer
             row = measure_isolated(config) if isolated else measure(config)
             rows.append(row)
             log(format_row(row))
-    if hasattr(os, "getloadavg"):
-        machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    machine["load_average_end"] = load_average()
     return {
         "benchmark": "inference",
         "settings": {"sizes": sorted(sizes), "steps": steps, "warmup_steps": 1, "threads": threads,

@@ -17,11 +17,7 @@ Prints the metrics table, the ratio ``mse / min(baselines)`` and the training ti
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +31,7 @@ if str(HERE) not in sys.path:  # run as a script or imported from the tests
     sys.path.insert(0, str(HERE))
 
 import make_lj  # noqa: E402
+from reporting import machine_info  # noqa: E402
 
 import mdnext  # noqa: E402
 from mdnext.frames import Frames  # noqa: E402
@@ -55,29 +52,6 @@ MODEL_OPTIONS: dict[str, Any] = {"cutoff": 6.5, "hidden_irreps": "16x0e + 8x1o",
 #: 3 minutes where 5e-3 gave 0.075.
 BATCH_SIZE = 4
 LR = 1e-2
-
-
-def machine_info() -> dict[str, Any]:
-    """The machine and software a result is measured on (call it before the run: load average)."""
-    import e3nn
-    import torch
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    return {
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(), "cpu_count": os.cpu_count(), "cores_available": cores,
-        "torch_threads": torch.get_num_threads(), "load_average_start": list(os.getloadavg()),
-        "torch": torch.__version__, "e3nn": e3nn.__version__, "mdnext": mdnext.__version__, "git_commit": commit,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def run_benchmark(

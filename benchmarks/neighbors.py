@@ -20,11 +20,7 @@ machine (CPU model, cores, threads, load average, versions).
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +33,7 @@ if str(HERE) not in sys.path:  # run as a script or imported from the tests
 
 import numpy as np
 import torch
-from reporting import write_json
+from reporting import load_average, machine_info, write_json
 from vesin import NeighborList
 
 from mdnext.neighbors import radius_graph
@@ -103,43 +99,6 @@ def time_neighbors(n_atoms: int, periodic: bool, repeats: int = DEFAULT_REPEATS,
     }
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or the platform's processor string)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, torch threads, load average, versions, git commit and date of this run."""
-    import e3nn
-    import vesin
-
-    import mdnext
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=HERE, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "e3nn": e3nn.__version__,
-                     "vesin": vesin.__version__, "numpy": np.__version__, "mdnext": mdnext.__version__},
-        "git_commit": commit,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
 def run(sizes: Sequence[int], repeats: int = DEFAULT_REPEATS, cutoff: float = CUTOFF,
         log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Time every size, periodic and open; the JSON report (``rows``, ``settings``, ``machine``)."""
@@ -149,7 +108,7 @@ def run(sizes: Sequence[int], repeats: int = DEFAULT_REPEATS, cutoff: float = CU
         for periodic in (True, False):
             rows.append(time_neighbors(n_atoms, periodic, repeats, cutoff))
             log(format_row(rows[-1]))
-    machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    machine["load_average_end"] = load_average()
     return {
         "benchmark": "neighbors",
         "settings": {"sizes": list(sizes), "repeats": repeats, "cutoff": cutoff, "density": DENSITY,

@@ -59,10 +59,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import datetime
 import math
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -75,16 +72,15 @@ if str(HERE) not in sys.path:  # run as a script or imported from the tests
 
 import numpy as np
 import torch
-import torch_geometric
 from e3nn import o3
 from e3nn.nn.models.gate_points_2101 import Network
-from reporting import write_json
+from reporting import machine_info, write_json
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 import mdnext
 from mdnext import cli
-from mdnext.checkpoint import TrainedModel, build_model, data_hash, versions
+from mdnext.checkpoint import TrainedModel, build_model, data_hash
 from mdnext.data import Datasets, make_loader, species_list
 from mdnext.errors import MDNextError
 from mdnext.evaluation import evaluate, evaluation_datasets, score
@@ -159,24 +155,6 @@ def _after_first(seconds: Sequence[float]) -> float | None:
     if len(seconds) < 2:
         return None
     return (seconds[-1] - seconds[0]) / (len(seconds) - 1)
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU count, torch threads, library versions, load and date of this run."""
-    info: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "versions": versions(),
-    }
-    if hasattr(os, "sched_getaffinity"):
-        info["cpus_available"] = len(os.sched_getaffinity(0))
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    info["versions"]["torch_geometric"] = str(torch_geometric.__version__)
-    return info
 
 
 class FunctionModel(DisplacementModel):
