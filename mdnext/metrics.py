@@ -62,7 +62,7 @@ def evaluate_windows(model: DisplacementModel, loader: Iterable[Any], device: to
     return total / count
 
 
-def _even_subset(values: np.ndarray, limit: int) -> np.ndarray:
+def even_subset(values: np.ndarray, limit: int) -> np.ndarray:
     """At most ``limit`` evenly spaced entries of ``values``, first and last included."""
     if values.size <= limit:
         return values
@@ -127,7 +127,7 @@ def rollout_rmsd(
     if not fitting:
         return {}
     longest = max(fitting)
-    starts = _even_subset(np.arange(first, last_frame - longest * stride + 1), int(max_starts))
+    starts = even_subset(np.arange(first, last_frame - longest * stride + 1), int(max_starts))
     codes = encode_species(frames.species, model.species)
     positions = frames.positions
     pbc = torch.from_numpy(np.array(frames.pbc))
