@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script or imported from the tests
     sys.path.insert(0, str(HERE))
 
-from reporting import machine_info, write_json  # noqa: E402
+from reporting import machine_info, run_script, write_json  # noqa: E402
 
 import mdnext  # noqa: E402
 from mdnext.checkpoint import build_model  # noqa: E402
@@ -129,18 +129,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--horizons", default="1,10,100", help="Comma-separated steps.")
     parser.add_argument("--output", type=Path, default=RESULTS / "linear_horizon.json")
     args = parser.parse_args(argv)
-    try:
+
+    def measure() -> Path:
         machine = machine_info()
         frames = mdnext.load(args.data)
         report = {**run(frames, args.lags, [int(h) for h in args.horizons.split(",")]), "data": str(args.data),
                   "machine": machine}
         print(table(report))
         write_json(report, args.output)
-    except MDNextError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.output}")
-    return 0
+        return args.output
+
+    return run_script("linear_horizon.py", measure)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,15 @@ import math
 import os
 import platform
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mdnext.checkpoint import versions
-from mdnext.errors import OutputError
+from mdnext.errors import MDNextError, OutputError, first_line
 from mdnext.io import atomic_path
 
 HERE = Path(__file__).resolve().parent
@@ -84,3 +86,15 @@ def write_json(report: dict[str, Any], path: Path) -> None:
             tmp.write_text(json.dumps(clean(report), indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+
+
+def run_script(name: str, body: Callable[[], Path]) -> int:
+    """A script's exit code: 0 after ``body()`` wrote the report whose path it returns ("wrote …"),
+    2 with one line on stderr naming the script when it raises :class:`MDNextError`."""
+    try:
+        written = body()
+    except MDNextError as exc:
+        print(f"{name}: {first_line(exc)}", file=sys.stderr)
+        return 2
+    print(f"wrote {written}")
+    return 0

@@ -74,7 +74,7 @@ import numpy as np
 import torch
 from e3nn import o3
 from e3nn.nn.models.gate_points_2101 import Network
-from reporting import machine_info, write_json
+from reporting import machine_info, run_script, write_json
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
@@ -82,7 +82,6 @@ import mdnext
 from mdnext import cli
 from mdnext.checkpoint import TrainedModel, build_model, data_hash
 from mdnext.data import Datasets, make_loader, species_list
-from mdnext.errors import MDNextError
 from mdnext.evaluation import evaluate, evaluation_datasets, score
 from mdnext.frames import Frames
 from mdnext.metrics import evaluate_windows, mse
@@ -543,15 +542,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     log = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
-    try:
+
+    def measure() -> Path:
         report = run(args, log)
         print(summary(report, args.horizons))
         write_json(report, args.json)
-    except MDNextError as exc:
-        print(f"tutorial.py: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.json}")
-    return 0
+        return args.json
+
+    return run_script("tutorial.py", measure)
 
 
 def _seconds(minutes: float | None) -> float | None:
