@@ -85,7 +85,8 @@ def run(frames: Frames, lags: int = 8, horizons: Sequence[int] = (1, 10, 100), m
         test_fraction: float = 0.2, val_fraction: float = 0.1) -> dict[str, Any]:
     """RMSD (Å) of the iterated prior, the direct linear forecasters and standing still, per horizon.
 
-    The prior and the direct fits use the training split's frames (all windows inside it);
+    The prior and the direct fits use the same training windows (those of
+    :func:`~mdnext.evaluation.evaluation_datasets`, which reach at least 8 frames back);
     the starts are at most ``max_starts`` evenly spaced test frames that fit the longest horizon.
     """
     species = species_list([frames])
@@ -106,7 +107,7 @@ def run(frames: Frames, lags: int = 8, horizons: Sequence[int] = (1, 10, 100), m
 
     rows = []
     for h in horizons:
-        fitted = np.arange(train.start + lags, train.stop - h)
+        fitted = np.arange(train.start + datasets.history, train.stop - h)  # the prior's windows (≥ 8 lags back)
         direct = predict_direct(positions, starts, lags, fit_direct(positions, fitted, lags, h))
         true = positions[starts + h]
         rows.append({"horizon": int(h), "iterated_prior": rmsd(iterated[:, h - 1], true),
