@@ -104,7 +104,7 @@ def train(
         training["init"] = str(init)
     state = None
     if resume:
-        net, state = _resume(output, model, history, species)
+        net, state = _resume(output, model, history, stride, species)
     elif init is not None:
         net = _pretrained(init, model, history, stride, species)
     else:
@@ -142,16 +142,12 @@ def train(
 def _pretrained(path: str | Path, model: str, history: int, stride: int, species: list[str]) -> Any:
     """The model saved in checkpoint ``path``, to fine-tune on data with ``species``."""
     net, checkpoint = load_model(path)
-    found = (checkpoint["model"], checkpoint["history"], checkpoint["stride"])
-    if found != (model, history, stride):
-        raise InputError(f"{path}: holds model {found[0]!r} with history {found[1]} and stride {found[2]}, "
-                         f"not {model!r} with history {history} and stride {stride}")
-    if checkpoint["species"] != species:
-        raise InputError(f"{path}: was trained on species {checkpoint['species']}, the data has {species}")
+    _check_fits(path, checkpoint, model, history, stride, species)
     return net
 
 
-def _resume(output: str | Path | None, model: str, history: int, species: list[str]) -> tuple[Any, TrainState]:
+def _resume(output: str | Path | None, model: str, history: int, stride: int,
+            species: list[str]) -> tuple[Any, TrainState]:
     """The model and trainer state saved in ``<output>.last.pt``."""
     if output is None:
         raise InputError("--resume needs the output path (-o) of the interrupted run")
@@ -159,9 +155,20 @@ def _resume(output: str | Path | None, model: str, history: int, species: list[s
     net, checkpoint = load_model(path)
     if "resume" not in checkpoint:
         raise InputError(f"{path}: no trainer state to resume from")
-    if checkpoint["model"] != model or checkpoint["history"] != history or checkpoint["species"] != species:
-        raise InputError(f"{path}: was written for another model, history or data; start afresh without --resume")
+    _check_fits(path, checkpoint, model, history, stride, species, "; start afresh without --resume")
     return net, TrainState(**checkpoint["resume"])
+
+
+def _check_fits(path: str | Path, checkpoint: dict[str, Any], model: str, history: int, stride: int,
+                species: list[str], hint: str = "") -> None:
+    """Raise :class:`InputError` unless ``checkpoint`` holds ``model`` with this history and
+    stride, trained on ``species``."""
+    found = (checkpoint["model"], checkpoint["history"], checkpoint["stride"])
+    if found != (model, history, stride):
+        raise InputError(f"{path}: holds model {found[0]!r} with history {found[1]} and stride {found[2]}, "
+                         f"not {model!r} with history {history} and stride {stride}{hint}")
+    if checkpoint["species"] != species:
+        raise InputError(f"{path}: was trained on species {checkpoint['species']}, the data has {species}{hint}")
 
 
 def evaluate(

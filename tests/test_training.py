@@ -151,6 +151,13 @@ def test_fine_tuning_refuses_another_setup(polymer, tmp_path):
         mdnext.train(polymer, "equivariant", history=3, config=small_config(epochs=1), init=start)
     with pytest.raises(InputError, match="no such model file"):
         mdnext.train(polymer, "equivariant", history=2, config=small_config(epochs=1), init=tmp_path / "none.pt")
+    # --resume checks the interrupted run's checkpoint the same way (stride included)
+    output = tmp_path / "run.pt"
+    TrainedModel.load(start).save(resume_path(output), extra={"resume": {"epoch": 1}})
+    with pytest.raises(InputError, match="with history 2 and stride 1, not 'equivariant' with history 2 and "
+                                         "stride 2; start afresh without --resume"):
+        mdnext.train(polymer, "equivariant", history=2, stride=2, config=small_config(epochs=1), output=output,
+                     resume=True)
 
 
 def test_checkpoint_is_safe_and_refuses_pickles(polymer, tmp_path):
