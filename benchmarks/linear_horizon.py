@@ -2,11 +2,11 @@
 *direct* linear forecaster of each horizon, on the test split of a trajectory.
 
 The prior (``centred_autoregressive``, the equivariant model's default) predicts one step and is
-iterated. The direct forecaster is fitted by least squares for each horizon h separately: the
-centroid's displacement over h steps from the centroid's last K one-step displacements (one
-coefficient per lag), and every atom's displacement relative to the centroid over h steps from
-its last K relative displacements (one coefficient per lag, shared by atoms and x/y/z) — the
-same features as the prior, but aimed at step h instead of step 1. If the iterated prior scores
+iterated. The direct forecaster is the same model fitted for each horizon h separately on the
+displacement h steps ahead instead of one: the centroid's h-step displacement from the
+centroid's last K one-step displacements (one coefficient per lag), and every atom's h-step
+displacement relative to the centroid from its last K relative displacements (one coefficient
+per lag, shared by atoms and x/y/z), applied once. If the iterated prior scores
 about as well as the direct fit at h, no linear forecast does better there, and a learned model
 has to find nonlinear structure to beat it.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,43 +37,33 @@ from reporting import machine_info, run_script, write_json  # noqa: E402
 
 import mdnext  # noqa: E402
 from mdnext.checkpoint import build_model  # noqa: E402
-from mdnext.data import encode_species, species_list  # noqa: E402
+from mdnext.data import Datasets, encode_species, make_loader, species_list  # noqa: E402
 from mdnext.errors import MDNextError  # noqa: E402
 from mdnext.evaluation import evaluation_datasets  # noqa: E402
 from mdnext.frames import Frames  # noqa: E402
 from mdnext.metrics import even_subset  # noqa: E402
+from mdnext.models.base import DisplacementModel  # noqa: E402
 from mdnext.rollout import rollout  # noqa: E402
-from mdnext.trainer import TrainConfig, fit  # noqa: E402
 
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "paths.npz"
 RESULTS = HERE / "results"
 
 
-def centred_lags(positions: np.ndarray, t: np.ndarray, lags: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centroid lags (S, K, 3) and relative lags (S, N, K, 3) of the one-step displacements
-    ending at frames ``t`` (S,): lag j is ``x[t - j] - x[t - j - 1]``, Å."""
-    steps = np.stack([positions[t - j] - positions[t - j - 1] for j in range(lags)], axis=2)  # S, N, K, 3
-    centroid = steps.mean(axis=1)
-    return centroid, steps - centroid[:, None]
+def ahead(loader: Iterable[Any], horizon: int) -> Iterator[Any]:
+    """The loader's windows with target ``y`` = the displacement ``horizon`` steps ahead, Å."""
+    for batch in loader:
+        if horizon > 1:
+            batch.y = batch.future[:, :horizon].sum(dim=1)
+        yield batch
 
 
-def fit_direct(positions: np.ndarray, t: np.ndarray, lags: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares coefficients (centroid (K,), relative (K,)) of the h-step forecast from frames ``t``."""
-    centroid, relative = centred_lags(positions, t, lags)
-    ahead = positions[t + horizon] - positions[t]  # S, N, 3
-    ahead_centroid = ahead.mean(axis=1)
-    ahead_relative = ahead - ahead_centroid[:, None]
-    a = np.linalg.lstsq(centroid.transpose(0, 2, 1).reshape(-1, lags), ahead_centroid.reshape(-1), rcond=None)[0]
-    b = np.linalg.lstsq(relative.transpose(0, 1, 3, 2).reshape(-1, lags), ahead_relative.reshape(-1), rcond=None)[0]
-    return a, b
-
-
-def predict_direct(positions: np.ndarray, t: np.ndarray, lags: int, coefficients: tuple[np.ndarray, np.ndarray]
-                   ) -> np.ndarray:
-    """Positions (S, N, 3) h steps after frames ``t`` by the direct forecaster, Å."""
-    centroid, relative = centred_lags(positions, t, lags)
-    a, b = coefficients
-    return positions[t] + np.einsum("skc,k->sc", centroid, a)[:, None] + np.einsum("snkc,k->snc", relative, b)
+def fit_direct(datasets: Datasets, lags: int, horizon: int) -> DisplacementModel:
+    """The centred autoregressive model fitted (closed form) on the h-step targets of the
+    training windows that reach h steps ahead: one application forecasts h steps."""
+    direct = build_model("centred_autoregressive", {"history": lags, "species": datasets.species})
+    train = datasets.train.with_horizon(horizon) if horizon > 1 else datasets.train
+    direct.fit_closed_form(ahead(make_loader(train, 64), horizon))
+    return direct.eval()
 
 
 def rmsd(predicted: np.ndarray, true: np.ndarray) -> float:
@@ -85,30 +75,27 @@ def run(frames: Frames, lags: int = 8, horizons: Sequence[int] = (1, 10, 100), m
         test_fraction: float = 0.2, val_fraction: float = 0.1) -> dict[str, Any]:
     """RMSD (Å) of the iterated prior, the direct linear forecasters and standing still, per horizon.
 
-    The prior and the direct fits use the same training windows (those of
-    :func:`~mdnext.evaluation.evaluation_datasets`, which reach at least 8 frames back);
+    The prior and the direct fits use the training windows of
+    :func:`~mdnext.evaluation.evaluation_datasets` (for h steps, those that reach h steps ahead);
     the starts are at most ``max_starts`` evenly spaced test frames that fit the longest horizon.
     """
     species = species_list([frames])
     datasets = evaluation_datasets([frames], lags, 1, species, test_fraction, val_fraction)
-    train, test = datasets.ranges["train"][0], datasets.ranges["test"][0]
+    test = datasets.ranges["test"][0]
     longest = max(horizons)
     starts = even_subset(np.arange(test.start + lags, test.stop - longest), max_starts)
     if not starts.size:
         raise MDNextError(f"the test split ({len(test)} frames) is too short for {lags} lags and {longest} steps")
     positions = np.asarray(frames.positions, dtype=np.float64)
 
-    prior = build_model("centred_autoregressive", {"history": lags, "species": species})
-    fit(prior, datasets.train, datasets.val, TrainConfig(quiet=True))
     seed = torch.from_numpy(np.stack([positions[t - lags:t + 1] for t in starts]))
-    with torch.no_grad():
-        iterated = rollout(prior.eval(), seed, encode_species(frames.species, species), longest, 1,
-                           max_step_rms=float("inf")).numpy()
+    codes = encode_species(frames.species, species)
+    prior = fit_direct(datasets, lags, 1)  # the one-step fit: the prior itself
+    iterated = rollout(prior, seed, codes, longest, 1, max_step_rms=float("inf")).numpy()
 
     rows = []
     for h in horizons:
-        fitted = np.arange(train.start + datasets.history, train.stop - h)  # the prior's windows (≥ 8 lags back)
-        direct = predict_direct(positions, starts, lags, fit_direct(positions, fitted, lags, h))
+        direct = rollout(fit_direct(datasets, lags, h), seed, codes, 1, 1, max_step_rms=float("inf"))[:, 0].numpy()
         true = positions[starts + h]
         rows.append({"horizon": int(h), "iterated_prior": rmsd(iterated[:, h - 1], true),
                      "direct_linear": rmsd(direct, true), "zero": rmsd(positions[starts], true)})
