@@ -197,9 +197,9 @@ def _separated_structures(calculator: NeighborList, pos: torch.Tensor, batch: to
     structure = torch.arange(n_structures)
     grid = torch.stack([structure % side, (structure // side) % side, structure // (side * side)], dim=1)
     moved = pos - low[batch] + (grid.to(pos.dtype) * spacing)[batch]
-    box = torch.zeros(3, 3, dtype=torch.float64)
-    _check_span(moved, torch.zeros(3, dtype=torch.bool))
-    i, j = calculator.compute(moved, box, torch.zeros(3, dtype=torch.bool), "ij")
+    box, open_boundaries = torch.zeros(3, 3, dtype=torch.float64), torch.zeros(3, dtype=torch.bool)
+    _check_span(moved, open_boundaries)
+    i, j = calculator.compute(moved, box, open_boundaries, "ij")
     i, j = _as_int64(i), _as_int64(j)
     i, j, edge_vec = _nonzero_length(i, j, pos[j] - pos[i])
     return torch.stack([i, j]), edge_vec
