@@ -30,7 +30,7 @@ from mdnext.frames import ATOM_FIELDS, Frames
 from mdnext.io import PathLike, reader_for, reading, source_of
 
 #: Bumped when the layout changes; older entries are then rebuilt.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: entries keep the bond topology
 #: Frames read per piece while building.
 CHUNK_FRAMES = 256
 
@@ -115,6 +115,8 @@ def _build(stem: Path, pieces: Any) -> None:
             arrays["time"] = np.concatenate(times)
         if first.masses is not None:
             arrays["masses"] = first.masses
+        if first.bonds is not None:
+            arrays["bonds"] = first.bonds
         arrays.update({f"atoms_{key}": values for key, values in first.atoms.items()})
         with open(arrays_path, "wb") as handle:
             np.savez(handle, **arrays)
@@ -143,6 +145,7 @@ def _open(stem: Path) -> Frames:
         pbc=arrays["pbc"],
         dt=meta["dt"],
         time=arrays.get("time"),
+        bonds=arrays.get("bonds"),
         atoms={key: arrays[f"atoms_{key}"] for key in ATOM_FIELDS if f"atoms_{key}" in arrays},
         source=meta["source"],
     )

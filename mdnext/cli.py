@@ -12,6 +12,7 @@ import click
 import mdnext
 from mdnext.errors import MDNextError
 from mdnext.io import check_output
+from mdnext.topology import BOND_SOURCES
 
 #: Training budget (minutes) of ``mdnext extrapolate`` when it fits its own model.
 QUICK_TIME_LIMIT_MINUTES = 2.0
@@ -37,6 +38,9 @@ class MDNextGroup(click.Group):
 
 def input_options(func: Callable) -> Callable:
     """The options every command that reads a trajectory takes."""
+    func = click.option("--bonds", default="topology", show_default=True, type=click.Choice(BOND_SOURCES),
+                        help="Bond topology: the input's (PSF, TPR, PDB CONECT, mdnext npz), a linear chain in atom "
+                             "order (a bead-spring polymer such as the tutorial's), or none.")(func)
     func = click.option("--select", default=None, help="Atom selection (MDAnalysis selection language).")(func)
     func = click.option("--format", "fmt", default=None, help="Input format (default: from the extension), e.g. dcd, xyz, ase:xyz.")(func)
     func = click.option("--topology", "-t", type=click.Path(), default=None, help="Topology file (PSF, PDB, GRO, …) for DCD/XTC/TRR input.")(func)
@@ -56,11 +60,11 @@ def main() -> None:
 @click.argument("traj", type=click.Path())
 @input_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def info(traj: str, topology: str | None, fmt: str | None, select: str | None, as_json: bool) -> None:
+def info(traj: str, topology: str | None, fmt: str | None, select: str | None, bonds: str, as_json: bool) -> None:
     """Summarise TRAJ: frames, atoms, species, dt, time span, box and memory."""
     from mdnext.summary import format_summary, summarize
 
-    summary = summarize(mdnext.load(traj, fmt, topology=topology, select=select))
+    summary = summarize(mdnext.load(traj, fmt, topology=topology, select=select, bonds=bonds))
     click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
 
 
@@ -72,18 +76,18 @@ def info(traj: str, topology: str | None, fmt: str | None, select: str | None, a
 @click.option("--to-format", default=None, help="Output format (default: from the extension).")
 @click.option("--force", is_flag=True, help="Overwrite TARGET if it exists.")
 def convert(
-    source: str, target: str, topology: str | None, fmt: str | None, select: str | None,
+    source: str, target: str, topology: str | None, fmt: str | None, select: str | None, bonds: str,
     stride: int, to_format: str | None, force: bool,
 ) -> None:
     """Convert SOURCE to TARGET (the format follows the extension), written atomically."""
-    frames = mdnext.load(source, fmt, topology=topology, select=select, stride=stride)
+    frames = mdnext.load(source, fmt, topology=topology, select=select, stride=stride, bonds=bonds)
     mdnext.save(frames, target, to_format, overwrite=force)
     click.echo(f"wrote {frames.n_frames} frames of {frames.n_atoms} atoms to {target}")
 
 
-def _load_all(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select: str | None,
+def _load_all(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select: str | None, bonds: str,
               dt: float | None = None, cache: bool = False) -> list[mdnext.Frames]:
-    return [mdnext.load(t, fmt, topology=topology, select=select, dt=dt, cache=cache) for t in trajs]
+    return [mdnext.load(t, fmt, topology=topology, select=select, dt=dt, cache=cache, bonds=bonds) for t in trajs]
 
 
 def training_options(func: Callable) -> Callable:
@@ -184,7 +188,7 @@ def _report(metrics: dict[str, Any], name: str, json_path: str | None) -> None:
 @click.option("--init", default=None, type=click.Path(dir_okay=False), help="Fine-tune this trained model (same model, history, stride, species) instead of a new one, e.g. with --unroll 100 --val-horizon 100 for stable long rollouts.")
 @click.option("--cache", is_flag=True, help="Read through the on-disk cache ($MDNEXT_CACHE_DIR, default ~/.cache/mdnext): for trajectories larger than memory.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def train(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select: str | None, model_name: str,
+def train(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select: str | None, bonds: str, model_name: str,
           output: str, metrics_path: str | None, horizons: str, plots: str | None, resume: bool, init: str | None,
           cache: bool, force: bool, **options: Any) -> None:
     """Train a displacement model on TRAJS and compare it with the baselines on the test split.
@@ -199,10 +203,10 @@ def train(trajs: tuple[str, ...], topology: str | None, fmt: str | None, select:
     if cache and distributed.world_size() > 1:
 
         def build_entries() -> None:  # rank 0 builds missing cache entries; the others then open them
-            _load_all(trajs, topology, fmt, select, dt, cache)
+            _load_all(trajs, topology, fmt, select, bonds, dt, cache)
 
         distributed.run_on_main(build_entries)
-    frames = _load_all(trajs, topology, fmt, select, dt, cache)
+    frames = _load_all(trajs, topology, fmt, select, bonds, dt, cache)
     trained = _train(frames, model_name, options, output=output, overwrite=force or resume, resume=resume, init=init,
                      horizons=steps, plots=plots)
     if not distributed.is_main():
@@ -230,14 +234,14 @@ def _join_processes(device: str) -> None:
 @HORIZONS_OPTION
 @click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--json", "json_path", default=None, type=click.Path(), help="Write the metrics as JSON.")
-def evaluate(traj: str, topology: str | None, fmt: str | None, select: str | None, model_path: str,
+def evaluate(traj: str, topology: str | None, fmt: str | None, select: str | None, bonds: str, model_path: str,
              horizons: str, test_fraction: float, json_path: str | None) -> None:
     """Score MODEL and every baseline on the last TEST_FRACTION of TRAJ."""
     steps = _horizon_steps(horizons)
     from mdnext.checkpoint import TrainedModel
 
     trained = TrainedModel.load(model_path)
-    frames = mdnext.load(traj, fmt, topology=topology, select=select)
+    frames = mdnext.load(traj, fmt, topology=topology, select=select, bonds=bonds)
     metrics = mdnext.evaluate(trained, frames, horizons=steps, test_fraction=test_fraction)
     _report(metrics, trained.model.name, json_path)
 
@@ -253,7 +257,8 @@ def evaluate(traj: str, topology: str | None, fmt: str | None, select: str | Non
 @click.option("--wrap", is_flag=True, help="Wrap extrapolated positions into the periodic box.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @training_options
-def extrapolate(traj: str, topology: str | None, fmt: str | None, select: str | None, n_frames: int, output: str,
+def extrapolate(traj: str, topology: str | None, fmt: str | None, select: str | None, bonds: str, n_frames: int,
+                output: str,
                 model_path: str | None, save_model: str | None, include_input: bool, wrap: bool, force: bool,
                 **options: Any) -> None:
     """Continue TRAJ by N predicted frames and write them to OUTPUT.
@@ -262,7 +267,7 @@ def extrapolate(traj: str, topology: str | None, fmt: str | None, select: str | 
     if n_frames < 1:
         raise UserError(f"-n must be a positive number of frames, got {n_frames}")
     check_output(output, overwrite=force)
-    frames = mdnext.load(traj, fmt, topology=topology, select=select, dt=options.pop("dt"))
+    frames = mdnext.load(traj, fmt, topology=topology, select=select, dt=options.pop("dt"), bonds=bonds)
     from mdnext import distributed
     from mdnext.checkpoint import TrainedModel
 

@@ -201,6 +201,7 @@ class _Track:
     pbc: torch.Tensor  # (1, 3) bool
     periodic: bool
     species: torch.Tensor  # (N,) int64
+    bonds: torch.Tensor | None  # (2, M) int64, or None without a bond topology
 
     @property
     def n_atoms(self) -> int:
@@ -239,6 +240,7 @@ def _make_track(frames: Frames, species: Sequence[str]) -> _Track:
         pbc=torch.from_numpy(np.array(frames.pbc, dtype=bool)).reshape(1, 3),
         periodic=frames.is_periodic,
         species=encode_species(frames.species, species),
+        bonds=None if frames.bonds is None else torch.from_numpy(frames.bonds).T.contiguous(),
     )
 
 
@@ -375,12 +377,15 @@ class WindowDataset(torch.utils.data.Dataset):
             fields["pbc"] = track.pbc.expand(len(chosen), -1)
             for row, position in enumerate(chosen):
                 structures[position] = {key: value[row] for key, value in fields.items()}
-        sizes = torch.tensor([self._tracks[int(i)].n_atoms for i in which], dtype=torch.long)
+        tracks = [self._tracks[int(i)] for i in which]
+        sizes = torch.tensor([track.n_atoms for track in tracks], dtype=torch.long)
         batch = Batch(**{key: torch.cat([part[key] for part in structures]) for key in structures[0] if key != "cell"})
         batch.cell = torch.stack([part["cell"] for part in structures])
         batch.pbc = batch.pbc.reshape(-1, 3)
         batch.batch = torch.repeat_interleave(torch.arange(len(indices)), sizes)
         batch.ptr = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
+        if all(track.bonds is not None for track in tracks):
+            batch.bond_index = torch.cat([track.bonds + offset for track, offset in zip(tracks, batch.ptr)], dim=1)
         return batch
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from mdnext.errors import FramesError
+from mdnext.topology import bonds_within, check_bonds
 
 #: Per-atom topology fields that writers know how to carry back out (each an (N,) array).
 ATOM_FIELDS = ("names", "elements", "types", "resnames", "resids", "segids", "charges")
@@ -29,6 +30,8 @@ class Frames:
         atoms: per-atom topology needed to write the atoms back, a subset of
             :data:`ATOM_FIELDS` mapped to (N,) arrays (names, residues, …).
         source: where the frames came from (``path``, ``format``, ``reader``, …).
+        bonds: (M, 2) int64 bonded atom pairs (0-based, ``i < j``, sorted, unique), or None
+            where the source has no bond topology (see :mod:`mdnext.topology`).
     """
 
     positions: np.ndarray
@@ -40,6 +43,7 @@ class Frames:
     time: np.ndarray | None = None
     atoms: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     source: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    bonds: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -106,6 +110,8 @@ class Frames:
             atoms[key] = values
         set_(self, "atoms", atoms)
         set_(self, "source", dict(self.source))
+        if self.bonds is not None:
+            set_(self, "bonds", check_bonds(self.bonds, n_atoms))
 
     @property
     def n_frames(self) -> int:
@@ -174,7 +180,7 @@ class Frames:
         )
 
     def select_atoms(self, indices: np.ndarray | list[int]) -> Frames:
-        """A copy keeping only the atoms at ``indices`` (in that order)."""
+        """A copy keeping only the atoms at ``indices`` (in that order), and the bonds between them."""
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0:
             raise FramesError("atom selection is empty")
@@ -183,6 +189,7 @@ class Frames:
             species=self.species[indices],
             masses=None if self.masses is None else self.masses[indices],
             atoms={key: values[indices] for key, values in self.atoms.items()},
+            bonds=None if self.bonds is None else bonds_within(self.bonds, indices, self.n_atoms),
         )
 
     def same_atoms(self, other: Frames) -> bool:

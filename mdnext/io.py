@@ -25,6 +25,7 @@ from typing import Any
 from mdnext import registry
 from mdnext.errors import InputError, MDNextError, OutputError, first_line
 from mdnext.frames import Frames
+from mdnext.topology import declare_bonds
 
 PathLike = str | os.PathLike
 
@@ -83,6 +84,7 @@ def load(
     stride: int = 1,
     dt: float | None = None,
     cache: bool | PathLike = False,
+    bonds: str = "topology",
 ) -> Frames:
     """Read a trajectory into :class:`Frames` (positions in Å, time in ps).
 
@@ -98,6 +100,9 @@ def load(
         cache: Go through the on-disk cache (:mod:`mdnext.cache`): positions come back as a
             memory map, for trajectories larger than memory. True uses the default cache
             directory; a path names one.
+        bonds: ``"topology"``: the bonds the input's topology holds, if any; ``"chain"``:
+            a linear chain, each atom bonded to the next (e.g. the tutorial's polymer, whose
+            file names no bonds); ``"none"``: no bond topology.
 
     Raises:
         InputError: One line naming the file and the problem.
@@ -117,7 +122,7 @@ def load(
         frames = frames.replace(dt=dt, time=None)
     if stride > 1:
         frames = frames[::stride]
-    return frames
+    return declare_bonds(frames, bonds)
 
 
 def _load_object(obj: Any, select: str | None) -> Frames:

@@ -141,7 +141,8 @@ def rollout_rmsd(
         seed = torch.from_numpy(np.stack([np.asarray(positions[t + seed_offsets]) for t in chunk]))
         cell = None if frames.cell is None else torch.from_numpy(np.asarray(frames.cell[chunk]))
         try:
-            predicted = rollout(model, seed, codes, longest, stride, cell, pbc, max_step_rms=max_step_rms)
+            predicted = rollout(model, seed, codes, longest, stride, cell, pbc, max_step_rms=max_step_rms,
+                                bonds=frames.bonds)
         except RolloutError as exc:  # diverged: score the horizons before the failing step alone
             shorter = [h for h in fitting if exc.step is not None and h < exc.step]
             scored = rollout_rmsd(model, frames, frame_range, shorter, stride, max_starts, starts_per_call,
@@ -181,7 +182,7 @@ def equivariance_error(model: DisplacementModel, data: Any, n_trials: int = 4, s
     Each trial draws an orthogonal matrix R (trials alternate rotations, det +1, and
     rotation-reflections, det −1), a translation (normal, 10 Å scale) and a permutation of
     the atoms within each structure. R acts on ``pos`` (then translated), ``history``, ``y``
-    and the cell rows; ``species`` and ``batch`` follow the permutation. For an
+    and the cell rows; ``species`` and the bonds follow the permutation. For an
     E(3)-equivariant model the result is at rounding level; the linear model's is large.
 
     Args:
@@ -209,6 +210,8 @@ def equivariance_error(model: DisplacementModel, data: Any, n_trials: int = 4, s
                 moved.pos = data.pos.to(torch.float64)[perm] @ rotation.T + shift
                 moved.history = data.history.to(torch.float64)[perm] @ rotation.T
                 moved.species = data.species[perm]
+                if getattr(data, "bond_index", None) is not None:
+                    moved.bond_index = torch.argsort(perm)[data.bond_index]
                 if getattr(data, "y", None) is not None:
                     moved.y = data.y.to(torch.float64)[perm] @ rotation.T
                 if getattr(data, "cell", None) is not None:

@@ -21,6 +21,7 @@ from mdnext.errors import InputError, MDNextError
 from mdnext.frames import Frames, concatenate
 from mdnext.models.base import DisplacementModel
 from mdnext.neighbors import PositionsOutOfRange, minimum_image
+from mdnext.topology import check_bonds
 
 #: Default guard: a step whose displacement RMS exceeds this multiple of the seed's is a divergence.
 SEED_RMS_FACTOR = 100.0
@@ -41,13 +42,15 @@ def _device(model: torch.nn.Module, fallback: torch.device) -> torch.device:
     return fallback if tensor is None else tensor.device
 
 
-def _batch(pos: torch.Tensor, history: torch.Tensor, species: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> Batch:
-    """A batch of B structures from pos (B, N, 3), history (B, N, K, 3), cell (B, 3, 3), pbc (3,)."""
+def _batch(pos: torch.Tensor, history: torch.Tensor, species: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
+           bonds: torch.Tensor | None) -> Batch:
+    """A batch of B structures from pos (B, N, 3), history (B, N, K, 3), cell (B, 3, 3), pbc (3,), bonds (2, M)."""
     n_starts = pos.shape[0]
     pbc_row = pbc.reshape(1, 3)
+    topology = {} if bonds is None else {"bond_index": bonds}
     return Batch.from_data_list(
         [
-            Data(pos=pos[b], history=history[b], species=species, cell=cell[b].unsqueeze(0), pbc=pbc_row)
+            Data(pos=pos[b], history=history[b], species=species, cell=cell[b].unsqueeze(0), pbc=pbc_row, **topology)
             for b in range(n_starts)
         ]
     )
@@ -63,6 +66,7 @@ def rollout(
     pbc: torch.Tensor | Sequence[bool] | bool = False,
     wrap: bool = False,
     max_step_rms: float | None = None,
+    bonds: torch.Tensor | np.ndarray | None = None,
 ) -> torch.Tensor:
     """Extrapolate ``n_steps`` frames, each ``stride`` data frames after the previous one.
 
@@ -84,6 +88,8 @@ def rollout(
         max_step_rms: Largest allowed RMS displacement of one step of one start, in Å.
             Default: 100× the RMS of the seed's history displacements, or 5 Å when the
             seed has no displacement (history 0, or atoms standing still).
+        bonds: (M, 2) bonded atom pairs (see :mod:`mdnext.topology`), for models that use
+            the bond topology; None without one.
 
     Returns:
         (B, n_steps, N, 3) float64 positions in Å; frame i is ``(i + 1) * stride`` data frames
@@ -125,6 +131,8 @@ def rollout(
         if cell.shape != (n_starts, 3, 3):
             raise RolloutError(f"cell must have shape (3, 3) or ({n_starts}, 3, 3), got {tuple(cell.shape)}")
     periodic = bool(pbc.any())
+    if bonds is not None:
+        bonds = torch.as_tensor(check_bonds(np.asarray(bonds), n_atoms), device=device).T.contiguous()
 
     # frames t - K s, ..., t (oldest first) → history buffer (B, N, K, 3), newest first
     used = seed[:, n_seed - 1 - stride * torch.arange(history, -1, -1, device=device)]
@@ -144,7 +152,7 @@ def rollout(
         with torch.no_grad():
             for step in range(n_steps):
                 try:
-                    predicted = model(_batch(current, buffer, species, cell, pbc)).to(torch.float64)
+                    predicted = model(_batch(current, buffer, species, cell, pbc, bonds)).to(torch.float64)
                 except PositionsOutOfRange as exc:
                     raise RolloutError(f"rollout step {step + 1} of {n_steps}: {exc}", step + 1) from exc
                 predicted = predicted.reshape(n_starts, n_atoms, 3)
@@ -214,7 +222,8 @@ def extrapolate(
     species = encode_species(frames.species, trained.species)
     cell = frames.cell[-1] if frames.cell is not None else None
     positions = rollout(trained.model, frames.positions[-needed:], species, int(n_frames), stride,
-                        cell=cell, pbc=frames.pbc if frames.is_periodic else False, wrap=wrap)[0]
+                        cell=cell, pbc=frames.pbc if frames.is_periodic else False, wrap=wrap,
+                        bonds=frames.bonds)[0]
     dt = frames.dt if frames.dt is not None else trained.dt
     times = frames.times if frames.times is not None else (None if dt is None else np.arange(frames.n_frames) * dt)
     new_time = None if times is None or dt is None else times[-1] + dt * stride * np.arange(1, n_frames + 1)

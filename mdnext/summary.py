@@ -19,6 +19,7 @@ def summarize(frames: Frames) -> dict[str, Any]:
         "n_atoms": frames.n_atoms,
         "species": {str(s): int(c) for s, c in zip(species, counts)},
         "masses_known": frames.masses is not None,
+        "n_bonds": None if frames.bonds is None else len(frames.bonds),
         "dt_ps": frames.dt,
         "time_span_ps": None if times is None else [float(times[0]), float(times[-1])],
         "pbc": frames.pbc.tolist(),
@@ -39,6 +40,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"file:      {source.get('path', '(object)')} [{source.get('format', '?')} via {source.get('reader', '?')}]",
         f"frames:    {summary['n_frames']}",
         f"atoms:     {summary['n_atoms']} ({species})",
+        f"bonds:     {'none in the topology' if summary['n_bonds'] is None else summary['n_bonds']}",
         f"dt:        {dt}",
         f"time:      {'unknown' if span is None else f'{span[0]:g} – {span[1]:g} ps'}",
     ]

@@ -39,9 +39,10 @@ from torch_geometric.data import Batch, Data
 
 from mdnext.checkpoint import TrainedModel
 from mdnext.data import wrap_positions
-from mdnext.errors import InputError
+from mdnext.errors import FramesError, InputError
 from mdnext.neighbors import minimum_image
 from mdnext.rollout import RolloutError
+from mdnext.topology import chain_bonds, check_bonds
 
 #: ``atoms.arrays`` key of the predicted displacement, (N, 3) Å.
 DISPLACEMENT_KEY = "mdnext_displacement"
@@ -62,15 +63,19 @@ class MDNextCalculator(Calculator):
         model: A :class:`~mdnext.checkpoint.TrainedModel` or the path of its checkpoint.
         history: Earlier frames, oldest first, one data frame apart: ``Atoms`` or (N, 3)
             arrays, or one (T, N, 3) array, Å. It may end with the current frame.
+        bonds: The atoms' bonds for a model that uses the bond topology (``Atoms`` carry
+            none): an (M, 2) array of atom index pairs, or ``"chain"`` for a linear chain in
+            atom order.
         **kwargs: Passed to :class:`ase.calculators.calculator.Calculator`.
     """
 
     implemented_properties = ["displacement"]
 
     def __init__(self, model: TrainedModel | str | Path, history: Sequence[Frame] | np.ndarray | None = None,
-                 **kwargs: Any) -> None:
+                 bonds: np.ndarray | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.trained = model if isinstance(model, TrainedModel) else TrainedModel.load(model)
+        self.bonds = bonds
         self._frames: dict[int, np.ndarray] = {}
         self._newest: int | None = None
         for frame in [] if history is None else history:
@@ -171,6 +176,12 @@ class MDNextCalculator(Calculator):
             cell=torch.from_numpy(atoms.cell.array.astype(np.float64)).unsqueeze(0),
             pbc=torch.from_numpy(atoms.pbc.copy()).reshape(1, 3),
         )
+        if self.bonds is not None:
+            pairs = chain_bonds(len(atoms)) if isinstance(self.bonds, str) and self.bonds == "chain" else self.bonds
+            try:
+                data.bond_index = torch.from_numpy(check_bonds(pairs, len(atoms))).T.contiguous()
+            except FramesError as exc:
+                raise InputError(f"bonds: {exc}") from None
         was_training = model.training
         model.eval()
         try:

@@ -208,6 +208,7 @@ def _frames_of(atoms: AtomGroup, trajectory: Any, select: str | None, start: int
         time=time,
         atoms=_atom_fields(atoms),
         source=_source(trajectory, select),
+        bonds=_bonds(atoms),
     )
 
 
@@ -318,6 +319,19 @@ def _atom_fields(atoms: AtomGroup) -> dict[str, np.ndarray]:
     if charges is not None:
         fields["charges"] = charges.astype(np.float64)
     return fields
+
+
+def _bonds(atoms: AtomGroup) -> np.ndarray | None:
+    """(M, 2) bonds between the atoms of the group, numbered by position in it; None where there are none."""
+    try:
+        pairs = atoms.intra_bonds.indices
+    except AttributeError:  # no bonds in the topology (MDAnalysis's NoDataError is an AttributeError)
+        return None
+    if len(pairs) == 0:
+        return None
+    position = np.full(atoms.universe.atoms.n_atoms, -1, dtype=np.int64)
+    position[atoms.indices] = np.arange(atoms.n_atoms)
+    return position[np.asarray(pairs, dtype=np.int64).reshape(-1, 2)]
 
 
 # --------------------------------------------------------------------------- writing

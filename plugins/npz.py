@@ -5,8 +5,8 @@
   atom is a bead of species ``"X"``; dt is unknown.
 * mdnext format (what :class:`NpzWriter` writes): named arrays ``positions`` (T, N, 3) Å,
   ``species`` (N,), ``pbc`` (3,), optional ``masses`` (N,) amu, ``cell`` (T, 3, 3) Å,
-  ``dt`` () ps, ``time`` (T,) ps and ``atoms_<field>`` (N,) per-atom topology, plus
-  ``mdnext_format`` () = 1.
+  ``dt`` () ps, ``time`` (T,) ps, ``atoms_<field>`` (N,) per-atom topology and ``bonds``
+  (M, 2) atom index pairs, plus ``mdnext_format`` () = 1.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def _read_named(path: Path, data: Any) -> Frames:
         dt=None if dt is None else float(dt),
         time=optional("time"),
         atoms={field: data[f"atoms_{field}"] for field in ATOM_FIELDS if f"atoms_{field}" in data.files},
+        bonds=optional("bonds"),
     )
 
 
@@ -93,6 +94,8 @@ class NpzWriter(WriterPlugin):
             arrays["dt"] = np.array(frames.dt)
         if frames.time is not None:
             arrays["time"] = frames.time
+        if frames.bonds is not None:
+            arrays["bonds"] = frames.bonds
         for field, values in frames.atoms.items():
             arrays[f"atoms_{field}"] = values.astype(str) if values.dtype == object else values
         with open(path, "wb") as handle:  # a file object keeps numpy from appending ".npz"
