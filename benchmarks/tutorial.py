@@ -384,7 +384,8 @@ def run_mdnext(frames: Frames, datasets: Datasets, defaults: dict[str, Any], tim
         "frames_per_second": len(datasets.train) * state.epoch / state.elapsed if state.elapsed else None,
         "test_mse_by_epoch": curve,
         "seconds_by_epoch": seconds,
-        "seconds_to_within_10pct": seconds_to_within(seconds, curve, metrics["mse"]),
+        # best epoch 0: the model kept its starting point (its prior), reached before any training
+        "seconds_to_within_10pct": 0.0 if state.best_epoch == 0 else seconds_to_within(seconds, curve, metrics["mse"]),
         "n_parameters": sum(p.numel() for p in net.parameters()),
         "log": state.log,
         "settings": {**defaults, "config": config.as_dict(), "hparams": net.hparams},

@@ -63,7 +63,9 @@ def train(
         model: Registry name: ``"equivariant"``, ``"linear"``, or a baseline.
         history: Number k of past displacements the model reads.
         stride: Predict the frame ``stride`` frames ahead (and read history at that spacing).
-        model_options: Further model hyperparameters (e.g. ``{"cutoff": 6.5}`` in Å).
+        model_options: Further model hyperparameters (e.g. ``{"cutoff": 6.5}`` in Å). The
+            equivariant model uses the bond topology (``bond_types``, and then the
+            force-matched prior) when every trajectory has bonds, unless told otherwise.
         config: Optimisation settings (epochs, batch size, lr, seed, device, …).
         test_fraction, val_fraction: Chronological split: test is the last ``test_fraction``
             of each trajectory, validation the ``val_fraction`` before it.
@@ -109,7 +111,10 @@ def train(
         net = _pretrained(init, model, history, stride, species)
     else:
         torch.manual_seed(config.seed)
-        net = build_model(model, {"history": history, "species": species, **(model_options or {})})
+        options = dict(model_options or {})
+        if model == "equivariant" and all(f.bonds is not None for f in frames_list):
+            options.setdefault("bond_types", True)  # identical beads: only the topology tells a bond from a contact
+        net = build_model(model, {"history": history, "species": species, **options})
 
     def save_last(current: Any, current_state: TrainState) -> None:
         TrainedModel(current, stride, dt, training).save(

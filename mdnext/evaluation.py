@@ -112,8 +112,9 @@ def evaluate(
         ``baselines`` ({name: mse}), ``baseline_rollout_rmsd`` ({name: {"h": Å}}),
         ``equivariance_error`` (Å) and its ratio to the test displacement RMS
         (``equivariance_error_relative``), ``baseline_equivariance_error`` ({name: Å}),
-        ``displacement_rms`` (Å), the ``splits`` (windows per split) and ``baseline_history``
-        (the autoregressive baseline's number of lags).
+        ``displacement_rms`` (Å), the ``splits`` (windows per split), ``baseline_history``
+        (the autoregressive baseline's number of lags) and, for a model with a prior (the
+        equivariant model), ``prior``: its ``name``, ``mse`` and ``rollout_rmsd`` alone.
     """
     if isinstance(frames_list, Frames):
         frames_list = [frames_list]
@@ -128,6 +129,9 @@ def evaluate(
     result["equivariance_error"] = equivariance_error(model, sample)
     result["equivariance_error_relative"] = result["equivariance_error"] / displacement_rms
     result["displacement_rms"] = displacement_rms
+    prior = getattr(model, "prior_model", None)
+    if prior is not None:  # what the learned residual adds, measured against the model's own prior alone
+        result["prior"] = {"name": prior.name, **score(prior, datasets, frames_list, horizons)}
     result["baselines"], result["baseline_rollout_rmsd"], result["baseline_equivariance_error"] = {}, {}, {}
     for name, baseline in fit_baselines(datasets, seed).items():
         scores = score(baseline, datasets, frames_list, horizons)
@@ -141,14 +145,18 @@ def evaluate(
 
 
 def format_table(metrics: dict[str, Any], model_name: str = "model") -> str:
-    """The model and every baseline side by side: test MSE and rollout RMSD per horizon."""
+    """The model (and its prior alone), then every baseline: test MSE and rollout RMSD per horizon."""
     horizons = sorted({int(h) for h in metrics["rollout_rmsd"]} |
                       {int(h) for rows in metrics["baseline_rollout_rmsd"].values() for h in rows})
-    header = f"{'model':<24}{'test MSE (Å²)':>15}" + "".join(f"{'RMSD@' + str(h) + ' (Å)':>16}" for h in horizons)
     rows = [(model_name, metrics["mse"], metrics["rollout_rmsd"])]
+    if "prior" in metrics:
+        prior = metrics["prior"]
+        rows.append((f"  its prior ({prior['name']})", prior["mse"], prior["rollout_rmsd"]))
     rows += [(name, metrics["baselines"][name], metrics["baseline_rollout_rmsd"][name]) for name in metrics["baselines"]]
+    width = max(24, *(len(name) + 2 for name, _, _ in rows))
+    header = f"{'model':<{width}}{'test MSE (Å²)':>15}" + "".join(f"{'RMSD@' + str(h) + ' (Å)':>16}" for h in horizons)
     lines = [header, "-" * len(header)]
     for name, mse, rmsd in rows:
         cells = "".join(f"{rmsd[str(h)]:>16.4g}" if str(h) in rmsd else f"{'—':>16}" for h in horizons)
-        lines.append(f"{name:<24}{mse:>15.4g}{cells}")
+        lines.append(f"{name:<{width}}{mse:>15.4g}{cells}")
     return "\n".join(lines)

@@ -136,9 +136,11 @@ def fit(
             those of ``state``'s last epoch).
         on_epoch: Called after every epoch with the model (last weights) and the state, e.g.
             to write a resumable checkpoint; on rank 0 only under torchrun.
-        pretrained: Fine-tune a trained model: its closed-form parts (prior, scales) are kept,
-            and its starting weights compete for the best epoch as epoch 0, so fine-tuning
-            never ends worse on validation than it started.
+        pretrained: Fine-tune a trained model: its closed-form parts (prior, scales) are kept.
+
+    The starting weights of a fine-tuned model, or of a new model that ``starts_at_prior``
+    (the equivariant model: its prior alone, zero head), compete for the best epoch as epoch
+    0, so training never ends worse on validation than it started.
 
     Returns:
         The final state; the model holds the best weights, on the training device.
@@ -164,7 +166,7 @@ def fit(
         return state
     if fresh:
         state.loss_scale = max(_mean_loss(model, fixed_train, config.batch_size, device), 1e-300)
-        if pretrained and len(val_set):
+        if (pretrained or model.starts_at_prior) and len(val_set):
             state.best_val = _mean_loss(model, val_set, config.batch_size, device) / state.loss_scale
             state.best_state = _weights_copy(model)
     if config.unroll > 1:

@@ -172,6 +172,28 @@ def test_train_fine_tunes_a_trained_model(trained_file, polymer_file, tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_chain_topology_from_the_command_line(polymer_file, tmp_path):
+    """--bonds chain: the equivariant model takes the bonds (force-matched prior, edge classes);
+    a model that needs them refuses input without them in one line, and gets them the same way."""
+    assert info_json(polymer_file, "--bonds", "chain")["n_bonds"] == 11
+    assert info_json(polymer_file)["n_bonds"] is None
+    model, metrics = tmp_path / "chain.pt", tmp_path / "chain.json"
+    result = run("train", polymer_file, "--bonds", "chain", "-k", 2, "--epochs", 1, "-q", "--cutoff", 1.0,
+                 "-o", model, "--metrics", metrics, "--horizons", "1,5")
+    assert "its prior (force_matched)" in result.output
+    scores = json.loads(metrics.read_text())
+    assert scores["prior"]["name"] == "force_matched" and set(scores["prior"]["rollout_rmsd"]) == {"1", "5"}
+    # the force-matched prior alone beats the best linear extrapolator on this Langevin chain
+    assert scores["prior"]["mse"] < scores["baselines"]["centred_autoregressive"]
+    assert TrainedModel.load(model).model.hparams["bond_types"]
+    target = tmp_path / "next.xyz"
+    assert_user_error(CliRunner().invoke(main, ["extrapolate", str(polymer_file), "--model", str(model), "-n", "3",
+                                                "-o", str(target)]), "--bonds chain")
+    assert not target.exists()
+    run("extrapolate", polymer_file, "--bonds", "chain", "--model", model, "-n", 3, "-o", target)
+    assert mdnext.load(target).n_frames == 3
+
+
 def test_evaluate_prints_table_and_json(trained_file, polymer_file, tmp_path):
     out, _, _ = trained_file
     json_path = tmp_path / "eval.json"

@@ -35,6 +35,9 @@ class DisplacementModel(torch.nn.Module):
     trainable: ClassVar[bool] = False
     #: Smallest history this model needs.
     min_history: ClassVar[int] = 0
+    #: Whether a new model, after its closed-form fit, already is a sensible predictor (e.g. a
+    #: physics prior plus a zero-initialised learned part), so that it may win as epoch 0.
+    starts_at_prior: ClassVar[bool] = False
 
     def __init__(self, history: int, species: list[str]) -> None:
         super().__init__()

@@ -5,7 +5,9 @@ NequIP-style message passing on a cutoff radius graph (:func:`mdnext.neighbors.r
 * node inputs: a constant ``0e``, the species one-hot (``0e``) and the k past displacements
   (k × ``1o``) divided by ``displacement_scale``;
 * edges: spherical harmonics up to ``lmax`` of the edge vectors and Bessel functions of the
-  edge length times a smooth polynomial envelope that vanishes at the cutoff;
+  edge length times a smooth polynomial envelope that vanishes at the cutoff; with
+  ``bond_types``, also the edge's topological class (bonded 1-2, 1-3, other; see
+  :mod:`mdnext.topology`) one-hot, times the same envelope, as input of the radial MLPs;
 * ``num_layers`` interactions: per-edge tensor products whose weights come from a radial MLP,
   summed over neighbours / √``avg_num_neighbors``, a species-dependent self-connection, a
   gate nonlinearity and a residual connection; the per-edge work runs over blocks of edges
@@ -37,14 +39,17 @@ from mdnext.models.baselines import (
     ZeroDisplacement,
     structure_mean,
 )
+from mdnext.models.force_matched import ForceMatched
 from mdnext.models.tensor_product import EdgeTensorProduct
 from mdnext.neighbors import radius_graph
+from mdnext.bond_graph import SEPARATIONS, edge_separation
 
 PRIORS = {
     "zero": ZeroDisplacement,
     "constant_velocity": ConstantVelocity,
     "autoregressive": Autoregressive,
     "centred_autoregressive": CentredAutoregressive,
+    "force_matched": ForceMatched,
 }
 
 #: Elements (about 16 MB in float32) of the largest per-edge intermediate of one block of
@@ -71,12 +76,17 @@ class BesselBasis(torch.nn.Module):
         self.cutoff = float(cutoff)
         self.register_buffer("frequencies", math.pi * torch.arange(1, num_basis + 1, dtype=torch.float64))
 
+    def envelope(self, length: torch.Tensor) -> torch.Tensor:
+        """(E,) edge lengths in Å → (E,) smooth cutoff envelope, 1 at 0 and 0 from the cutoff on."""
+        x = length / self.cutoff
+        envelope = 1.0 - 28.0 * x**6 + 48.0 * x**7 - 21.0 * x**8
+        return torch.where(x < 1.0, envelope, torch.zeros_like(envelope))
+
     def forward(self, length: torch.Tensor) -> torch.Tensor:
         """(E,) float64 edge lengths in Å (all > 0) → (E, num_basis) float64."""
         x = (length / self.cutoff).unsqueeze(-1)
         bessel = math.sqrt(2.0) * torch.sin(self.frequencies * x) / x
-        envelope = 1.0 - 28.0 * x**6 + 48.0 * x**7 - 21.0 * x**8
-        return bessel * torch.where(x < 1.0, envelope, torch.zeros_like(envelope))
+        return bessel * self.envelope(length).unsqueeze(-1)
 
 
 class Interaction(torch.nn.Module):
@@ -145,20 +155,24 @@ class EquivariantModel(DisplacementModel):
         history: Number k of past displacements read (``history[:, :k]``).
         species: Species names, in the order of the ``species`` codes.
         cutoff: Radius of the neighbour graph, Å.
-        prior: One of :data:`PRIORS`; None picks ``"centred_autoregressive"`` for k ≥ 1 and
-            ``"zero"`` for k = 0.
+        prior: One of :data:`PRIORS`; None picks ``"force_matched"`` with ``bond_types``,
+            else ``"centred_autoregressive"``, for k ≥ 1, and ``"zero"`` for k = 0.
         centred_residual: Remove the mean of the learned residual over each structure's atoms
             (no net drift from the network: momentum conservation for equal masses); None
-            means True with the centred prior, else False.
+            means True with the centred or force-matched prior, else False.
         hidden_irreps: Node feature irreps, e.g. ``"16x0e + 8x1o + 4x2e"``; must hold ``1o``.
         lmax: Largest degree of the edge spherical harmonics.
         num_layers: Number of interaction layers.
         num_basis: Number of Bessel radial functions.
         radial_hidden: Width of the radial MLPs' hidden layer.
+        bond_types: Give every edge its topological class (bonded, 1-3, other) from the
+            bond topology, which the windows must then carry (``bond_index``): for chains
+            of identical beads, where distance alone cannot tell a bond from a contact.
     """
 
     name = "equivariant"
     trainable = True
+    starts_at_prior = True
 
     def __init__(
         self,
@@ -172,10 +186,11 @@ class EquivariantModel(DisplacementModel):
         num_layers: int = 2,
         num_basis: int = 8,
         radial_hidden: int = 16,
+        bond_types: bool = False,
     ) -> None:
         super().__init__(history, species)
         if prior is None:
-            prior = "centred_autoregressive" if self.history >= 1 else "zero"
+            prior = ("force_matched" if bond_types else "centred_autoregressive") if self.history >= 1 else "zero"
         if prior not in PRIORS:
             raise MDNextError(f"unknown prior {prior!r}; known priors: {', '.join(PRIORS)}")
         if self.history < PRIORS[prior].min_history:
@@ -190,12 +205,15 @@ class EquivariantModel(DisplacementModel):
             raise MDNextError(f"hidden irreps {hidden_irreps!r} must contain 0e and 1o")
         self.cutoff = float(cutoff)
         self.prior = prior
-        self.centred_residual = prior == "centred_autoregressive" if centred_residual is None else bool(centred_residual)
+        momentum_conserving = prior in ("centred_autoregressive", "force_matched")
+        self.centred_residual = momentum_conserving if centred_residual is None else bool(centred_residual)
         self.hidden_irreps = str(irreps_hidden)
         self.lmax, self.num_layers = int(lmax), int(num_layers)
         self.num_basis, self.radial_hidden = int(num_basis), int(radial_hidden)
+        self.bond_types = bool(bond_types)
 
-        self.prior_model = PRIORS[prior](self.history, self.species)
+        # The force-matched prior's pair table reaches as far as the network's graph.
+        self.prior_model = PRIORS[prior](self.history, self.species, **({"cutoff": self.cutoff} if prior == "force_matched" else {}))
         irreps_attr = o3.Irreps(f"{len(self.species)}x0e")
         irreps_in = o3.Irreps(f"{1 + len(self.species)}x0e") + o3.Irreps(f"{self.history}x1o" if self.history else "")
         irreps_sh = o3.Irreps.spherical_harmonics(self.lmax)
@@ -203,7 +221,8 @@ class EquivariantModel(DisplacementModel):
         self.spherical_harmonics = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")
         self.basis = BesselBasis(self.cutoff, self.num_basis)
         self.layers = torch.nn.ModuleList(
-            Interaction(irreps_hidden, irreps_sh, irreps_attr, self.num_basis, self.radial_hidden)
+            Interaction(irreps_hidden, irreps_sh, irreps_attr, self.num_basis + len(SEPARATIONS) * self.bond_types,
+                        self.radial_hidden)
             for _ in range(self.num_layers)
         )
         self.head = o3.Linear(irreps_hidden, o3.Irreps("1x1o"))
@@ -225,6 +244,7 @@ class EquivariantModel(DisplacementModel):
             "num_layers": self.num_layers,
             "num_basis": self.num_basis,
             "radial_hidden": self.radial_hidden,
+            "bond_types": self.bond_types,
         }
 
     def fit_closed_form(self, loader: Any) -> None:
@@ -261,6 +281,15 @@ class EquivariantModel(DisplacementModel):
         """Edge index (2, E) and float64 edge vectors (E, 3), Å, within the cutoff."""
         return radius_graph(data.pos, self.cutoff, getattr(data, "batch", None), data.cell, data.pbc)
 
+    def _edge_classes(self, data: Any, edge_index: torch.Tensor) -> torch.Tensor:
+        """(E, 3) float64 one-hot topological class of each edge (bonded 1-2, 1-3, other)."""
+        bond_index = getattr(data, "bond_index", None)
+        if bond_index is None:
+            raise MDNextError("this equivariant model uses the bond topology (bond_types), but the input has no bonds: "
+                              "read a topology with bonds, or declare a linear chain (--bonds chain)")
+        separation = edge_separation(edge_index, bond_index.to(edge_index.device), data.pos.shape[0])
+        return torch.nn.functional.one_hot(separation, len(SEPARATIONS)).to(torch.float64)
+
     def forward(self, data: Any) -> torch.Tensor:
         """Predicted displacement (n, 3) float64, Å: prior + residual_scale × network output."""
         prior = self.prior_model(data)
@@ -271,7 +300,12 @@ class EquivariantModel(DisplacementModel):
         constant = torch.ones_like(attrs[:, :1])
         node_in = torch.cat([constant, attrs, history.flatten(1)], dim=1).to(dtype)
         edge_sh = self.spherical_harmonics(edge_vec.to(dtype))
-        edge_basis = self.basis(torch.linalg.norm(edge_vec, dim=1)).to(dtype)
+        length = torch.linalg.norm(edge_vec, dim=1)
+        edge_basis = self.basis(length)
+        if self.bond_types:
+            edge_basis = torch.cat([edge_basis, self._edge_classes(data, edge_index) * self.basis.envelope(length)[:, None]],
+                                   dim=1)
+        edge_basis = edge_basis.to(dtype)
         inv_sqrt_neighbors = self.avg_num_neighbors.rsqrt().to(dtype)
         attrs = attrs.to(dtype)
         x = self.embed(node_in)
