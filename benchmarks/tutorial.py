@@ -80,12 +80,14 @@ from torch_geometric.loader import DataLoader
 
 import mdnext
 from mdnext import cli
+from mdnext.api import topology_options
 from mdnext.checkpoint import TrainedModel, build_model, data_hash
 from mdnext.data import Datasets, make_loader, species_list
 from mdnext.evaluation import evaluate, evaluation_datasets, score
 from mdnext.frames import Frames
 from mdnext.metrics import evaluate_windows, mse
 from mdnext.models.base import DisplacementModel
+from mdnext.topology import BOND_SOURCES
 from mdnext.trainer import TrainConfig, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -353,7 +355,8 @@ def run_mdnext(frames: Frames, datasets: Datasets, defaults: dict[str, Any], tim
     config_fields = {field.name for field in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in defaults.items() if k in config_fields},
                          time_limit=time_limit, seed=seed, quiet=True)
-    model_options = {} if defaults.get("cutoff") is None else {"cutoff": defaults["cutoff"]}
+    model_options = topology_options(defaults["model_name"], [frames],
+                                     {} if defaults.get("cutoff") is None else {"cutoff": defaults["cutoff"]})
     torch.manual_seed(config.seed)
     net = build_model(defaults["model_name"], {"history": defaults["history"], "species": datasets.species,
                                                **model_options})
@@ -450,6 +453,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="mdnext maximum epochs (default: the CLI's, 200)")
     parser.add_argument("--horizons", type=int, nargs="+", default=list(HORIZONS),
                         help="rollout horizons in steps (default 1 10 100)")
+    parser.add_argument("--bonds", choices=BOND_SOURCES, default="topology",
+                        help="bond topology for mdnext's model: 'chain' declares the polymer's bonds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"output JSON (default {DEFAULT_JSON})")
@@ -471,7 +476,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     """Both runs and the scoring of the tutorial's models on mdnext's windows; the JSON report."""
     machine = machine_info()
-    frames = mdnext.load(args.data, dt=args.dt)
+    frames = mdnext.load(args.data, dt=args.dt, bonds=args.bonds)
     if args.max_frames is not None:
         frames = frames[: args.max_frames]
     defaults = cli_defaults()
@@ -503,7 +508,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     report = {
         "benchmark": "tutorial",
         "source": "https://dmol.pub/applied/e3nn_traj.html",
-        "data": {"path": str(args.data), "n_frames": frames.n_frames, "n_atoms": frames.n_atoms, "dt": frames.dt,
+        "data": {"path": str(args.data), "bonds": args.bonds, "n_frames": frames.n_frames, "n_atoms": frames.n_atoms, "dt": frames.dt,
                  "max_frames": args.max_frames, "hash": data_hash([frames]), "test_windows": len(datasets.test),
                  "test_frame_range": [test_range.start, test_range.stop - 1]},
         "machine": machine,

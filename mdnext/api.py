@@ -33,6 +33,15 @@ from mdnext.trainer import TrainConfig, TrainState, fit
 __all__ = ["evaluate", "extrapolate", "resume_path", "train"]
 
 
+def topology_options(model: str, frames_list: Sequence[Frames], model_options: dict[str, Any] | None) -> dict[str, Any]:
+    """``model_options`` with the equivariant model's ``bond_types`` on when every trajectory has
+    bonds (unless set): with identical beads only the topology tells a bond from a contact."""
+    options = dict(model_options or {})
+    if model == "equivariant" and all(frames.bonds is not None for frames in frames_list):
+        options.setdefault("bond_types", True)
+    return options
+
+
 def resume_path(output: str | Path) -> Path:
     """Where training writes its resumable last-epoch checkpoint for ``output``."""
     output = Path(output)
@@ -111,10 +120,8 @@ def train(
         net = _pretrained(init, model, history, stride, species)
     else:
         torch.manual_seed(config.seed)
-        options = dict(model_options or {})
-        if model == "equivariant" and all(f.bonds is not None for f in frames_list):
-            options.setdefault("bond_types", True)  # identical beads: only the topology tells a bond from a contact
-        net = build_model(model, {"history": history, "species": species, **options})
+        net = build_model(model, {"history": history, "species": species,
+                                  **topology_options(model, frames_list, model_options)})
 
     def save_last(current: Any, current_state: TrainState) -> None:
         TrainedModel(current, stride, dt, training).save(

@@ -37,14 +37,15 @@ def _finite_numbers(value) -> list[float]:
     return [number for item in items for number in _finite_numbers(item)]
 
 
-def test_tutorial_benchmark_smoke(tutorial, tmp_path, capsys):
+@pytest.mark.parametrize("bonds", ["topology", "chain"])
+def test_tutorial_benchmark_smoke(tutorial, tmp_path, capsys, bonds):
     out = tmp_path / "tutorial.json"
     threads = torch.get_num_threads()
     try:
         status = tutorial.main([
             "--data", str(BUNDLED_PATHS), "--dt", "0.00125", "--max-frames", "100", "--epochs", "2",
             "--mdnext-minutes", "0.2", "--mdnext-epochs", "2", "--threads", "1", "--horizons", "1", "10",
-            "--json", str(out), "-q",
+            "--json", str(out), "-q", "--bonds", bonds,
         ])
     finally:
         torch.set_num_threads(threads)
@@ -86,6 +87,10 @@ def test_tutorial_benchmark_smoke(tutorial, tmp_path, capsys):
     best = ours["prior"]["mse"] if ours["best_epoch"] == 0 else ours["test_mse_by_epoch"][ours["best_epoch"] - 1]
     assert best == ours["mse"]
     assert ours["settings"]["history"] == 4 and ours["settings"]["config"]["epochs"] == 2
+    # the bundled file names no bonds: mdnext's model uses the chain's only when told
+    assert report["data"]["bonds"] == bonds
+    assert ours["prior"]["name"] == ("force_matched" if bonds == "chain" else "centred_autoregressive")
+    assert ours["settings"]["hparams"]["bond_types"] == (bonds == "chain")
     assert ours["frames_per_second"] == pytest.approx(ours["train_windows"] * ours["epochs"] / ours["train_seconds"])
 
 

@@ -79,7 +79,7 @@ def test_npz_round_trip_keeps_bonds(tmp_path):
     assert mdnext.load(tmp_path / "t.npz", bonds="none").bonds is None
 
 
-def test_mdanalysis_topology_bonds():
+def test_mdanalysis_topology_bonds(tmp_path):
     datafiles = pytest.importorskip("MDAnalysisTests.datafiles")
     frames = mdnext.load(datafiles.DCD, topology=datafiles.PSF, select="resid 1:2")
     import MDAnalysis as mda
@@ -88,5 +88,7 @@ def test_mdanalysis_topology_bonds():
     group = universe.select_atoms("resid 1:2")
     expected = sorted(tuple(sorted(group.indices.tolist().index(i) for i in bond.indices)) for bond in group.intra_bonds)
     assert frames.bonds.tolist() == [list(pair) for pair in expected]
+    cached = mdnext.load(datafiles.DCD, topology=datafiles.PSF, select="resid 1:2", cache=tmp_path)
+    assert cached.bonds.tolist() == frames.bonds.tolist()  # the on-disk cache keeps them
     assert mdnext.load(datafiles.DCD, topology=datafiles.PSF, select="name CA").bonds is None  # no CA-CA bonds
     assert mdnext.load(datafiles.XTC, topology=datafiles.GRO).bonds is None  # GRO names no bonds

@@ -103,9 +103,12 @@ class ForceMatched(DisplacementModel):
         def vectors(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
             """pos[second] - pos[first], by minimum image in each pair's structure under PBC."""
             difference = pos[second] - pos[first]
-            if periodic and difference.numel():
-                owner = batch[first]
-                difference = torch.stack([minimum_image(d, cell[b], pbc[b]) for d, b in zip(difference, owner)])
+            if not periodic or not difference.numel():
+                return difference
+            owner = batch[first]
+            for flags in torch.unique(pbc, dim=0):  # structures that share their periodic directions
+                pairs = (pbc[owner] == flags).all(dim=1)
+                difference[pairs] = minimum_image(difference[pairs], cell[owner[pairs]], flags)
             return difference
 
         def central(first: torch.Tensor, second: torch.Tensor) -> tuple:

@@ -19,9 +19,10 @@ from torch_geometric.data import Batch, Data
 import mdnext
 from mdnext.checkpoint import TrainedModel, build_model
 from mdnext.data import WindowDataset, make_loader
-from mdnext.errors import InputError
+from mdnext.errors import InputError, MDNextError
 from mdnext.frames import Frames
 from mdnext.plugins.ase_dynamics import DISPLACEMENT_KEY, LearnedDynamics, MDNextCalculator
+from mdnext.topology import chain_bonds
 
 MD_STEP = 5 * units.fs
 SAVE_EVERY = 4  # frames are 20 fs = 0.02 ps apart
@@ -279,3 +280,22 @@ def test_trained_equivariant_dynamics_equals_extrapolate(tmp_path) -> None:
     deviation = np.abs(recorded[1:] - reference).max()
     print(f"trained equivariant: max |LearnedDynamics - extrapolate| over 100 steps = {deviation:.3g} Å")
     assert deviation < TOLERANCE
+
+
+def test_bond_aware_model_takes_its_bonds_from_the_calculator(images, frames, tmp_path) -> None:
+    """A model trained with bonds (edge classes, force-matched prior, under PBC) runs in ASE when
+    the calculator is given the bonds, and equals extrapolate; without them it refuses."""
+    chained = frames.replace(bonds=chain_bonds(frames.n_atoms))  # an artificial chain through the box
+    torch.manual_seed(0)
+    net = build_model("equivariant", {"history": 2, "species": ["Ar"], "cutoff": 4.0, "bond_types": True,
+                                      "hidden_irreps": "8x0e + 4x1o", "num_layers": 1, "radial_hidden": 8})
+    net.fit_closed_form(make_loader(WindowDataset(chained, 2, 1), batch_size=64))
+    torch.nn.init.normal_(net.head.weight, std=1e-3)
+    trained = TrainedModel(net.eval(), stride=1, dt=frames.dt)
+    reference = mdnext.extrapolate(trained, chained[:SEED], 10).positions
+    recorded = run_dynamics(images[:SEED], MDNextCalculator(trained, bonds="chain"), 10, tmp_path / "bonded.traj")
+    assert np.abs(recorded[1:] - reference).max() < TOLERANCE
+    with pytest.raises(MDNextError, match="bond topology"):
+        MDNextCalculator(trained, history=images[SEED - 3 : SEED - 1]).predict(images[SEED - 1].copy())
+    with pytest.raises(InputError, match="bonds: bond atom indices"):
+        MDNextCalculator(trained, history=images[SEED - 3 : SEED - 1], bonds=[[0, 99]]).predict(images[SEED - 1])
