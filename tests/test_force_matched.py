@@ -15,7 +15,7 @@ from mdnext.frames import Frames
 from mdnext.metrics import equivariance_error, evaluate_windows
 from mdnext.models.baselines import CentredAutoregressive
 from mdnext.models.equivariant import EquivariantModel
-from mdnext.models.force_matched import ForceMatched, hat_basis
+from mdnext.models.force_matched import ForceMatched, hat_basis, interpolate
 from mdnext.polymer import ForceField, simulate_polymer
 from mdnext.topology import chain_bonds
 
@@ -89,3 +89,10 @@ def test_equivariant_model_with_bond_types(tmp_path):
     del batch.bond_index
     with pytest.raises(MDNextError, match="bond topology"):
         loaded.eval()(batch)
+
+
+def test_interpolate_equals_the_hat_basis_product():
+    values = torch.linspace(-0.5, 1.5, 37, dtype=torch.float64)
+    table = torch.randn(9, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    low, high = torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+    assert torch.allclose(interpolate(values, low, high, table), hat_basis(values, low, high, 9) @ table, atol=1e-15)

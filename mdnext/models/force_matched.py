@@ -35,20 +35,31 @@ TABLES = ("bond", "angle", "1-3", "pair")
 SMOOTHNESS = 1e-6
 
 
+def _knot_position(values: torch.Tensor, low: torch.Tensor, high: torch.Tensor, knots: int) -> tuple[torch.Tensor, ...]:
+    """Lower knot index (m,) int64 and the weight (m,) of the knot above, for ``knots`` even knots in [low, high]."""
+    step = (high - low).clamp(min=1e-12) / (knots - 1)
+    position = ((values - low) / step).clamp(0.0, knots - 1.0)
+    lower = position.floor().clamp(max=knots - 2)
+    return lower.long(), position - lower
+
+
 def hat_basis(values: torch.Tensor, low: torch.Tensor, high: torch.Tensor, knots: int) -> torch.Tensor:
     """Linear-interpolation weights (m, knots) of ``values`` (m,) on ``knots`` even knots in [low, high].
 
     Values outside the range take the nearest end knot's weight (the table is constant there).
     """
-    step = (high - low).clamp(min=1e-12) / (knots - 1)
-    position = ((values - low) / step).clamp(0.0, knots - 1.0)
-    lower = position.floor().clamp(max=knots - 2)
-    upper_weight = position - lower
+    lower, upper_weight = _knot_position(values, low, high, knots)
     weights = values.new_zeros(values.shape[0], knots)
     rows = torch.arange(values.shape[0], device=values.device)
-    weights[rows, lower.long()] = 1.0 - upper_weight
-    weights[rows, lower.long() + 1] = upper_weight
+    weights[rows, lower] = 1.0 - upper_weight
+    weights[rows, lower + 1] = upper_weight
     return weights
+
+
+def interpolate(values: torch.Tensor, low: torch.Tensor, high: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """The table (knots,) at ``values`` (m,): ``hat_basis(values, …) @ table`` without the (m, knots) matrix."""
+    lower, upper_weight = _knot_position(values, low, high, table.shape[0])
+    return table[lower] * (1.0 - upper_weight) + table[lower + 1] * upper_weight
 
 
 def _unit(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,17 +167,25 @@ class ForceMatched(DisplacementModel):
         return features
 
     def fit_closed_form(self, loader: Any) -> None:
-        """Set each table's range to the training data's, then fit the tables by least squares."""
-        windows = [(data, self._terms(data)) for data in loader]
-        for table in range(len(TABLES)):
-            observed = [values for _, terms in windows if (values := terms[table][0]).numel()]
-            if observed:
-                self.ranges[table, 0] = min(float(v.min()) for v in observed)
-                self.ranges[table, 1] = max(float(v.max()) for v in observed)
+        """Set each table's range to the training data's, then fit the tables by least squares.
+
+        Args:
+            loader: Batches of training windows with ``bond_index``; iterated twice (a list or
+                a DataLoader, not a one-shot generator).
+        """
+        low = torch.full((len(TABLES),), torch.inf, dtype=torch.float64)
+        high = torch.full((len(TABLES),), -torch.inf, dtype=torch.float64)
+        for data in loader:
+            for table, (values, _) in enumerate(self._terms(data)):
+                if values.numel():
+                    low[table] = min(low[table], values.min().cpu())
+                    high[table] = max(high[table], values.max().cpu())
+        seen = torch.isfinite(low)
+        self.ranges[seen] = torch.stack([low, high], dim=1)[seen].to(self.ranges.device)
         size = len(TABLES) * self.knots
         equations = NormalEquations(size)
-        for data, terms in windows:
-            equations.add(self._features(data.pos.shape[0], terms),
+        for data in loader:
+            equations.add(self._features(data.pos.shape[0], self._terms(data)),
                           data.y.to(torch.float64) - data.history[:, 0].to(torch.float64))
         curvature = torch.zeros(len(TABLES), self.knots - 2, len(TABLES), self.knots, dtype=torch.float64)
         for table in range(len(TABLES)):
@@ -179,5 +198,10 @@ class ForceMatched(DisplacementModel):
 
     def forward(self, data: Any) -> torch.Tensor:
         """``d_0 + a(x_t)``: (n, 3) float64 Å."""
-        features = self._features(data.pos.shape[0], self._terms(data))
-        return data.history[:, 0].to(torch.float64) + torch.einsum("nka,k->na", features, self.tables)
+        n, k = data.pos.shape[0], self.knots
+        acceleration = data.pos.new_zeros(n, 3, dtype=torch.float64)
+        for table, (values, pushes) in enumerate(self._terms(data)):
+            strength = interpolate(values, *self.ranges[table], self.tables[table * k : (table + 1) * k]).unsqueeze(-1)
+            for atoms, direction in pushes:
+                acceleration += scatter(strength * direction, atoms, 0, dim_size=n)
+        return data.history[:, 0].to(torch.float64) + acceleration
