@@ -73,8 +73,8 @@ def train(
         history: Number k of past displacements the model reads.
         stride: Predict the frame ``stride`` frames ahead (and read history at that spacing).
         model_options: Further model hyperparameters (e.g. ``{"cutoff": 6.5}`` in Å). The
-            equivariant model uses the bond topology (``bond_types``, and then the
-            force-matched prior) when every trajectory has bonds, unless told otherwise.
+            equivariant model uses the bond topology (``bond_types``; with a single species
+            also the force-matched prior) when every trajectory has bonds, unless told otherwise.
         config: Optimisation settings (epochs, batch size, lr, seed, device, …).
         test_fraction, val_fraction: Chronological split: test is the last ``test_fraction``
             of each trajectory, validation the ``val_fraction`` before it.

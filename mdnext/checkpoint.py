@@ -53,7 +53,7 @@ HASH_BLOCK_FRAMES = 256
 
 
 def data_hash(frames_list: list[Frames]) -> str:
-    """A short SHA-256 of the positions of all trajectories (identifies the training data).
+    """A short SHA-256 of the positions, species and bonds of all trajectories (identifies the training data).
 
     Read in blocks of frames, so a memory-mapped trajectory is never resident whole.
     """
@@ -63,6 +63,8 @@ def data_hash(frames_list: list[Frames]) -> str:
             block = np.arange(start, min(start + HASH_BLOCK_FRAMES, frames.n_frames))
             digest.update(read_frames(frames.positions, block).tobytes())
         digest.update("|".join(frames.species.tolist()).encode())
+        if frames.bonds is not None:
+            digest.update(frames.bonds.tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -220,6 +220,9 @@ def concatenate(parts: list[Frames]) -> Frames:
     for part in parts[1:]:
         if not first.same_atoms(part):
             raise FramesError("cannot concatenate frames of different atoms")
+        if (first.bonds is None) != (part.bonds is None) or (
+                first.bonds is not None and not np.array_equal(first.bonds, part.bonds)):
+            raise FramesError("cannot concatenate frames with different bonds")
     cells = [p.cell for p in parts]
     times = [p.times for p in parts]
     return first.replace(

@@ -17,7 +17,7 @@ from torch_geometric.data import Batch, Data
 
 from mdnext.checkpoint import TrainedModel
 from mdnext.data import encode_species, wrap_positions
-from mdnext.errors import InputError, MDNextError
+from mdnext.errors import FramesError, InputError, MDNextError
 from mdnext.frames import Frames, concatenate
 from mdnext.models.base import DisplacementModel
 from mdnext.neighbors import PositionsOutOfRange, minimum_image
@@ -132,7 +132,11 @@ def rollout(
             raise RolloutError(f"cell must have shape (3, 3) or ({n_starts}, 3, 3), got {tuple(cell.shape)}")
     periodic = bool(pbc.any())
     if bonds is not None:
-        bonds = torch.as_tensor(check_bonds(np.asarray(bonds), n_atoms), device=device).T.contiguous()
+        try:
+            pairs = check_bonds(torch.as_tensor(bonds).cpu().numpy(), n_atoms)
+        except FramesError as exc:
+            raise RolloutError(f"bonds: {exc}") from None
+        bonds = torch.as_tensor(pairs, device=device).T.contiguous()
 
     # frames t - K s, ..., t (oldest first) → history buffer (B, N, K, 3), newest first
     used = seed[:, n_seed - 1 - stride * torch.arange(history, -1, -1, device=device)]

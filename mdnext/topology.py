@@ -25,8 +25,9 @@ BOND_SOURCES = ("topology", "chain", "none")
 def declare_bonds(frames: Frames, source: str) -> Frames:
     """``frames`` with the bonds of its topology (``"topology"``), of a linear chain in atom order
     (``"chain"``) or none (``"none"``)."""
-    if source not in BOND_SOURCES:
-        raise FramesError(f"unknown bond source {source!r}; choose one of {', '.join(BOND_SOURCES)}")
+    if not isinstance(source, str) or source not in BOND_SOURCES:
+        raise FramesError(f"bond source must be one of {', '.join(BOND_SOURCES)}, got {source!r:.60}; "
+                          "to give bonds yourself use frames.replace(bonds=pairs)")
     if source == "topology":
         return frames
     return frames.replace(bonds=chain_bonds(frames.n_atoms) if source == "chain" else None)
@@ -45,7 +46,7 @@ def check_bonds(bonds: np.ndarray | list, n_atoms: int) -> np.ndarray:
         FramesError: Wrong shape, non-integer or out-of-range indices, or an atom bonded to itself.
     """
     array = np.asarray(bonds)
-    if array.size == 0:
+    if array.size == 0 and array.shape in ((0,), (0, 2)):
         return np.zeros((0, 2), dtype=np.int64)
     if array.ndim != 2 or array.shape[1] != 2:
         raise FramesError(f"bonds must have shape (M, 2), got {array.shape}")

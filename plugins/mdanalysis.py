@@ -493,6 +493,8 @@ def _empty_universe(frames: Frames) -> mda.Universe:
         universe.add_TopologyAttr("masses", frames.masses)
     if "charges" in atoms:
         universe.add_TopologyAttr("charges", np.asarray(atoms["charges"], dtype=np.float64))
+    if frames.bonds is not None:  # PDB writes them as CONECT records
+        universe.add_TopologyAttr("bonds", [tuple(pair) for pair in frames.bonds.tolist()])
     return universe
 
 

@@ -15,7 +15,7 @@ from mdnext.frames import Frames
 from mdnext.metrics import equivariance_error, evaluate_windows
 from mdnext.models.baselines import CentredAutoregressive
 from mdnext.models.equivariant import EquivariantModel
-from mdnext.models.force_matched import ForceMatched, hat_basis, interpolate
+from mdnext.models.force_matched import ForceMatched, interpolate
 from mdnext.polymer import ForceField, simulate_polymer
 from mdnext.topology import chain_bonds
 
@@ -32,12 +32,11 @@ def fitted(model, datasets):
     return model.eval()
 
 
-def test_hat_basis_interpolates_linearly_and_clamps():
-    weights = hat_basis(torch.tensor([0.0, 0.25, 1.0, 2.0, -1.0], dtype=torch.float64), torch.tensor(0.0),
-                        torch.tensor(1.0), 3)
-    assert weights.tolist() == [[1, 0, 0], [0.5, 0.5, 0], [0, 0, 1], [0, 0, 1], [1, 0, 0]]
-    assert torch.allclose(weights @ torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64),
-                          torch.tensor([0.0, 0.25, 1.0, 1.0, 0.0], dtype=torch.float64))
+def test_interpolate_is_linear_between_knots_and_constant_outside():
+    values = torch.tensor([0.0, 0.25, 0.75, 1.0, 2.0, -1.0], dtype=torch.float64)
+    table = torch.tensor([0.0, 2.0, 1.0], dtype=torch.float64)
+    found = interpolate(values, torch.tensor(0.0), torch.tensor(1.0), table)
+    assert found.tolist() == [0.0, 1.0, 1.5, 1.0, 1.0, 0.0]
 
 
 def test_force_matching_learns_the_chain_force_field():
@@ -52,6 +51,23 @@ def test_force_matching_learns_the_chain_force_field():
     knots = np.linspace(*model.ranges[0].tolist(), model.knots)
     rest = np.interp(0.0, bond, knots)  # the table increases with r: pulls stretched bonds together
     assert np.all(np.diff(bond) > 0) and rest == pytest.approx(ForceField().bond_length, abs=0.01)
+
+
+def test_features_times_tables_is_the_prediction_and_periodic_images_do_not_matter():
+    """The least-squares features reproduce forward, and a chain wrapped into a periodic box
+    (bonds crossing its faces) gives the same displacements as the unwrapped one."""
+    frames = verlet_chain()
+    box = np.diag([4.0, 4.0, 10.0])  # smaller than the chain's extent along x and y
+    periodic = frames.replace(cell=box, pbc=[True, True, False])
+    datasets = make_datasets(frames, history=2)
+    model = fitted(ForceMatched(2, ["C"], cutoff=1.0), datasets)
+    batch = next(iter(make_loader(datasets.test, 8)))
+    features = model._features(batch.pos.shape[0], model._terms(batch))
+    expected = batch.history[:, 0] + torch.einsum("nka,k->na", features, model.tables)
+    assert torch.allclose(model(batch), expected, rtol=0, atol=1e-15)
+    wrapped = next(iter(make_loader(make_datasets(periodic.wrapped(), history=2).test, 8)))
+    assert not torch.allclose(wrapped.pos, batch.pos)
+    assert torch.allclose(model(wrapped), model(batch), rtol=0, atol=1e-12)
 
 
 def test_force_matched_model_is_equivariant_and_needs_bonds():
@@ -72,15 +88,18 @@ def test_equivariant_model_with_bond_types(tmp_path):
     torch.manual_seed(0)
     model = EquivariantModel(2, ["C"], cutoff=1.0, bond_types=True, hidden_irreps="8x0e + 4x1o", num_basis=4)
     assert model.prior == "force_matched" and model.centred_residual
+    # tables shared by all species: not the default prior for several species
+    assert EquivariantModel(2, ["C", "H"], bond_types=True).prior == "centred_autoregressive"
     model = fitted(model, datasets)
     for parameter in model.head.parameters():
         torch.nn.init.normal_(parameter)  # a random head, or the test compares the prior with itself
     batch = next(iter(make_loader(datasets.test, 8)))
     assert equivariance_error(model, batch) < 1e-5 * float(batch.y.abs().max())
-    # the edge classes matter: the same geometry with other bonds predicts differently
+    # the edge classes reach the network: with other bonds its part of the prediction changes
     rebonded = batch.clone()
     rebonded.bond_index = batch.bond_index[:, ::2]
-    assert not torch.allclose(model(batch), model(rebonded))
+    network = model(batch) - model.prior_model(batch)
+    assert not torch.allclose(network, model(rebonded) - model.prior_model(rebonded))
 
     path = tmp_path / "model.pt"
     TrainedModel(model, 1, None, {}).save(path)
@@ -89,10 +108,3 @@ def test_equivariant_model_with_bond_types(tmp_path):
     del batch.bond_index
     with pytest.raises(MDNextError, match="bond topology"):
         loaded.eval()(batch)
-
-
-def test_interpolate_equals_the_hat_basis_product():
-    values = torch.linspace(-0.5, 1.5, 37, dtype=torch.float64)
-    table = torch.randn(9, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    low, high = torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
-    assert torch.allclose(interpolate(values, low, high, table), hat_basis(values, low, high, 9) @ table, atol=1e-15)

@@ -10,7 +10,7 @@ import mdnext
 from mdnext.bond_graph import angle_triplets, edge_separation
 from mdnext.data import make_datasets
 from mdnext.errors import FramesError
-from mdnext.frames import Frames
+from mdnext.frames import Frames, concatenate
 from mdnext.topology import bonds_within, chain_bonds, check_bonds, declare_bonds
 
 
@@ -18,7 +18,7 @@ def test_check_bonds_normalises_and_refuses_bad_lists():
     assert check_bonds([[2, 1], [0, 1], [1, 2]], 3).tolist() == [[0, 1], [1, 2]]
     assert check_bonds(np.zeros((0, 2), int), 3).shape == (0, 2)
     for bad, message in (([[0, 3]], r"in \[0, 3\)"), ([[1, 1]], "atom 1 is bonded to itself"),
-                         ([0, 1], r"shape \(M, 2\)"), ([[0.0, 1.0]], "integer")):
+                         ([0, 1], r"shape \(M, 2\)"), ([[0.0, 1.0]], "integer"), (np.zeros((0, 3), int), "shape")):
         with pytest.raises(FramesError, match=message):
             check_bonds(np.array(bad), 3)
 
@@ -38,8 +38,12 @@ def test_declare_bonds():
     assert declare_bonds(frames, "topology").bonds.tolist() == [[0, 2]]
     assert declare_bonds(frames, "chain").bonds.tolist() == [[0, 1], [1, 2], [2, 3]]
     assert declare_bonds(frames, "none").bonds is None
-    with pytest.raises(FramesError, match="unknown bond source 'ring'"):
-        declare_bonds(frames, "ring")
+    for wrong in ("ring", np.array([[0, 1]])):
+        with pytest.raises(FramesError, match="bond source must be one of topology, chain, none"):
+            declare_bonds(frames, wrong)
+    with pytest.raises(FramesError, match="different bonds"):
+        concatenate([frames, frames.replace(bonds=None)])
+    assert concatenate([frames, frames]).bonds.tolist() == [[0, 2]]
 
 
 def test_edge_separation_and_angles_by_hand():
@@ -72,10 +76,12 @@ def test_batches_offset_the_bonds_of_each_structure():
     assert getattr(plain, "bond_index", None) is None
 
 
-def test_npz_round_trip_keeps_bonds(tmp_path):
+def test_npz_and_pdb_round_trips_keep_bonds(tmp_path):
     frames = Frames(np.random.default_rng(1).normal(size=(3, 4, 3)), np.array(list("CCCC")), bonds=[[0, 1], [2, 3]])
     mdnext.save(frames, tmp_path / "t.npz")
     assert mdnext.load(tmp_path / "t.npz").bonds.tolist() == [[0, 1], [2, 3]]
+    mdnext.save(frames, tmp_path / "t.pdb")  # CONECT records
+    assert mdnext.load(tmp_path / "t.pdb").bonds.tolist() == [[0, 1], [2, 3]]
     assert mdnext.load(tmp_path / "t.npz", bonds="none").bonds is None
 
 

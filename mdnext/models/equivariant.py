@@ -155,8 +155,9 @@ class EquivariantModel(DisplacementModel):
         history: Number k of past displacements read (``history[:, :k]``).
         species: Species names, in the order of the ``species`` codes.
         cutoff: Radius of the neighbour graph, Å.
-        prior: One of :data:`PRIORS`; None picks ``"force_matched"`` with ``bond_types``,
-            else ``"centred_autoregressive"``, for k ≥ 1, and ``"zero"`` for k = 0.
+        prior: One of :data:`PRIORS`; None picks ``"force_matched"`` with ``bond_types`` and a
+            single species (a bead-spring chain: the tables do not depend on species), else
+            ``"centred_autoregressive"``, for k ≥ 1, and ``"zero"`` for k = 0.
         centred_residual: Remove the mean of the learned residual over each structure's atoms
             (no net drift from the network: momentum conservation for equal masses); None
             means True with the centred or force-matched prior, else False.
@@ -168,6 +169,8 @@ class EquivariantModel(DisplacementModel):
         bond_types: Give every edge its topological class (bonded, 1-3, other) from the
             bond topology, which the windows must then carry (``bond_index``): for chains
             of identical beads, where distance alone cannot tell a bond from a contact.
+            Classes go by atom indices, so with a cutoff beyond half the box every periodic
+            image of a bonded partner counts as bonded.
     """
 
     name = "equivariant"
@@ -190,7 +193,9 @@ class EquivariantModel(DisplacementModel):
     ) -> None:
         super().__init__(history, species)
         if prior is None:
-            prior = ("force_matched" if bond_types else "centred_autoregressive") if self.history >= 1 else "zero"
+            # The force-matched tables are shared by all species: the default only for identical beads.
+            bead_spring = bond_types and len(self.species) == 1
+            prior = ("force_matched" if bead_spring else "centred_autoregressive") if self.history >= 1 else "zero"
         if prior not in PRIORS:
             raise MDNextError(f"unknown prior {prior!r}; known priors: {', '.join(PRIORS)}")
         if self.history < PRIORS[prior].min_history:

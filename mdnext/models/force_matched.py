@@ -43,21 +43,11 @@ def _knot_position(values: torch.Tensor, low: torch.Tensor, high: torch.Tensor, 
     return lower.long(), position - lower
 
 
-def hat_basis(values: torch.Tensor, low: torch.Tensor, high: torch.Tensor, knots: int) -> torch.Tensor:
-    """Linear-interpolation weights (m, knots) of ``values`` (m,) on ``knots`` even knots in [low, high].
-
-    Values outside the range take the nearest end knot's weight (the table is constant there).
-    """
-    lower, upper_weight = _knot_position(values, low, high, knots)
-    weights = values.new_zeros(values.shape[0], knots)
-    rows = torch.arange(values.shape[0], device=values.device)
-    weights[rows, lower] = 1.0 - upper_weight
-    weights[rows, lower + 1] = upper_weight
-    return weights
-
-
 def interpolate(values: torch.Tensor, low: torch.Tensor, high: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """The table (knots,) at ``values`` (m,): ``hat_basis(values, …) @ table`` without the (m, knots) matrix."""
+    """The table (knots,) at ``values`` (m,): linear interpolation between ``knots`` even knots in [low, high].
+
+    Values outside the range take the nearest end knot's value (the table is constant there).
+    """
     lower, upper_weight = _knot_position(values, low, high, table.shape[0])
     return table[lower] * (1.0 - upper_weight) + table[lower + 1] * upper_weight
 
@@ -68,7 +58,7 @@ def _unit(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ForceMatched(DisplacementModel):
-    """Verlet with bond, angle and pair force tables fitted by least squares to the trajectory.
+    """Verlet with bond, angle, 1-3 and pair force tables fitted by least squares to the trajectory.
 
     Args:
         history: Number k of past displacements (at least 1: the last one is the velocity).
@@ -158,13 +148,15 @@ class ForceMatched(DisplacementModel):
     def _features(self, n_atoms: int, terms: list) -> torch.Tensor:
         """(n, tables × knots, 3) float64: each atom's acceleration per unit of each table entry."""
         k = self.knots
-        features = self.tables.new_zeros(n_atoms, len(TABLES) * k, 3)
+        features = self.tables.new_zeros(n_atoms * len(TABLES) * k, 3)
         for table, (values, pushes) in enumerate(terms):
-            weights = hat_basis(values, *self.ranges[table], k).unsqueeze(-1)
-            for atoms, direction in pushes:
-                features[:, table * k : (table + 1) * k] += scatter(weights * direction.unsqueeze(1), atoms, 0,
-                                                                    dim_size=n_atoms)
-        return features
+            lower, upper_weight = _knot_position(values, *self.ranges[table], k)
+            column = table * k + lower
+            for atoms, direction in pushes:  # each term touches two knots: no (terms, knots, 3) temporary
+                row = atoms * len(TABLES) * k + column
+                features.index_add_(0, row, (1.0 - upper_weight).unsqueeze(-1) * direction)
+                features.index_add_(0, row + 1, upper_weight.unsqueeze(-1) * direction)
+        return features.reshape(n_atoms, len(TABLES) * k, 3)
 
     def fit_closed_form(self, loader: Any) -> None:
         """Set each table's range to the training data's, then fit the tables by least squares.
