@@ -68,11 +68,14 @@ def check_table(text: str, model_row: str) -> None:
 def check_tutorial(text: str) -> None:
     check_table(text, "e3nn, tutorial (k=0)")
     check_table(text, "e3nn, mdnext (k=4)")
+    check_table(text, "e3nn + bonds (k=4)")
+    assert "its prior (force_matched)" in text and "its prior (centred_autoregressive)" in text
     relative = r"Å \(([\d.e+-]+) of the displacement RMS\)"
     tutorial = number(r"e3nn, tutorial \(k=0\)\s+\S+ " + relative, text)
     default = number(r"e3nn, mdnext \(k=4\)\s+\S+ " + relative, text)
     linear = number(r"linear \(frame @ W \+ b\)\s+\S+ " + relative, text)
-    assert tutorial < 1e-4 and default < 1e-4  # equivariant up to float32 rounding
+    bonded = number(r"e3nn \+ bonds \(k=4\)\s+\S+ " + relative, text)
+    assert tutorial < 1e-4 and default < 1e-4 and bonded < 1e-4  # equivariant up to float32 rounding
     assert linear > 1e-2  # frame @ W + b is not
 
 
