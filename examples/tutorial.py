@@ -15,7 +15,7 @@ bundled ``data/paths.npz``; both hold frames 0.00125 ps apart (not stored in the
 
 Run from anywhere::
 
-    python examples/tutorial.py                  # all 2048 frames, 20 s per model: about 2 minutes
+    python examples/tutorial.py                  # all 2048 frames, 20 s per model: about 90 s
     python examples/tutorial.py --quick          # smoke test: 150 frames, 1 epoch: ~6 s
     python examples/tutorial.py --time-limit 300 # train longer
 
