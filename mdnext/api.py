@@ -13,6 +13,7 @@ plots while the others wait, so that every process returns the same model and me
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,17 @@ def topology_options(model: str, frames_list: Sequence[Frames], model_options: d
     if model == "equivariant" and all(frames.bonds is not None for frames in frames_list):
         options.setdefault("bond_types", True)
     return options
+
+
+def _warn_repeated_frames(frames_list: Sequence[Frames]) -> None:
+    """Warn about frames identical to the one before (unless the whole trajectory stands still)."""
+    for i, frames in enumerate(frames_list):
+        repeated = frames.repeated_frames()
+        if 0 < len(repeated) < frames.n_frames - 1:
+            name = frames.source.get("path", f"trajectory {i}")
+            shown = ", ".join(map(str, repeated[:5].tolist())) + (", …" if len(repeated) > 5 else "")
+            warnings.warn(f"{name}: {len(repeated)} frame(s) repeat the frame before ({shown}), e.g. written twice "
+                          "at a restart; windows across them see a zero displacement", stacklevel=3)
 
 
 def resume_path(output: str | Path) -> Path:
@@ -103,6 +115,7 @@ def train(
     if output is not None:
         refuse_existing(output, overwrite)
     species = species_list(frames_list)
+    _warn_repeated_frames(frames_list)
     datasets = evaluation_datasets(frames_list, history, stride, species, test_fraction, val_fraction)
     dt = frames_list[0].dt
     training: dict[str, Any] = {

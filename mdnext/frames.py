@@ -192,6 +192,21 @@ class Frames:
             bonds=None if self.bonds is None else bonds_within(self.bonds, indices, self.n_atoms),
         )
 
+    def repeated_frames(self, block_frames: int = 256) -> np.ndarray:
+        """Indices t >= 1 of frames identical to frame t - 1 (every coordinate), int64.
+
+        A trajectory that repeats a frame (a restart that wrote its first frame again, a
+        concatenation that kept a boundary frame twice) shows a zero displacement there.
+        Read ``block_frames`` frames at a time, so a memory map is never resident whole.
+        """
+        found = []
+        for start in range(1, self.n_frames, block_frames):
+            stop = min(start + block_frames, self.n_frames)
+            block = np.asarray(self.positions[start - 1 : stop])
+            same = np.all(block[1:] == block[:-1], axis=(1, 2))
+            found.append(start + np.flatnonzero(same))
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
     def same_atoms(self, other: Frames) -> bool:
         """True when ``other`` has the same number and species of atoms, in the same order."""
         return self.n_atoms == other.n_atoms and bool(np.all(self.species == other.species))

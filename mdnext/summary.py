@@ -20,6 +20,7 @@ def summarize(frames: Frames) -> dict[str, Any]:
         "species": {str(s): int(c) for s, c in zip(species, counts)},
         "masses_known": frames.masses is not None,
         "n_bonds": None if frames.bonds is None else len(frames.bonds),
+        "repeated_frames": frames.repeated_frames().tolist(),
         "dt_ps": frames.dt,
         "time_span_ps": None if times is None else [float(times[0]), float(times[-1])],
         "pbc": frames.pbc.tolist(),
@@ -50,6 +51,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         lengths = " x ".join(f"{x:.3f}" for x in summary["cell_lengths_first_frame"])
         lines.append(f"box:       {lengths} Å (first frame), pbc {summary['pbc']}")
     lines.append(f"memory:    {human_size(summary['positions_nbytes'])} of float64 positions")
+    repeated = summary["repeated_frames"]
+    if repeated:
+        shown = ", ".join(map(str, repeated[:10])) + (", …" if len(repeated) > 10 else "")
+        lines.append(f"repeated:  {len(repeated)} frame(s) equal to the frame before: {shown}")
     return "\n".join(lines)
 
 

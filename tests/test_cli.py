@@ -37,13 +37,15 @@ def info_json(*args):
 
 def test_info_bundled_npz():
     summary = info_json(BUNDLED_PATHS)
-    assert summary["n_frames"] == 2048 and summary["n_atoms"] == 12
+    assert summary["n_frames"] == 2048 and summary["n_atoms"] == 12 and summary["repeated_frames"] == []
     assert summary["positions_nbytes"] == 2048 * 12 * 3 * 8
 
 
 def test_info_tutorial_npz(tutorial_paths):
     summary = info_json(tutorial_paths)
     assert (summary["n_frames"], summary["n_atoms"]) == (2048, 12)
+    assert summary["repeated_frames"] == [1]  # the tutorial's file starts with one frame written twice
+    assert "repeated:  1 frame(s) equal to the frame before: 1" in run("info", tutorial_paths).output
 
 
 @pytest.mark.parametrize("topology, trajectory", [(PSF, DCD), (GRO, XTC), (None, XYZ)])

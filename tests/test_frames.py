@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import mdnext
 from mdnext.errors import FramesError
 from mdnext.frames import Frames, concatenate
 
@@ -80,3 +81,19 @@ def test_species_codes_and_concatenate(small_frames):
     with pytest.raises(FramesError):
         concatenate([small_frames, other])
     assert "5 frames, 3 atoms" in repr(small_frames)
+
+
+def test_repeated_frames_across_blocks():
+    positions = np.repeat(np.arange(4.0), [2, 3, 1, 1])[:, None, None] * np.ones((1, 2, 3))  # a a b b b c d
+    frames = Frames(positions, np.array(["C", "C"]))
+    for block in (1, 2, 3, 256):
+        assert frames.repeated_frames(block).tolist() == [1, 3, 4]
+    assert frames[:1].repeated_frames().tolist() == []
+
+
+def test_training_warns_about_repeated_frames():
+    rng = np.random.default_rng(0)
+    positions = np.cumsum(rng.normal(size=(60, 3, 3)), axis=0)
+    positions[1] = positions[0]  # the first frame written twice
+    with pytest.warns(UserWarning, match=r"1 frame\(s\) repeat the frame before \(1\)"):
+        mdnext.train(Frames(positions, np.array(["C"] * 3)), "autoregressive", horizons=(1,))
