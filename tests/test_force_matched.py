@@ -62,9 +62,13 @@ def test_features_times_tables_is_the_prediction_and_periodic_images_do_not_matt
     datasets = make_datasets(frames, history=2)
     model = fitted(ForceMatched(2, ["C"], cutoff=1.0), datasets)
     batch = next(iter(make_loader(datasets.test, 8)))
-    features = model._features(batch.pos.shape[0], model._terms(batch))
+    terms, n = model._terms(batch), batch.pos.shape[0]
+    features = model._features(terms, 0, n)
     expected = batch.history[:, 0] + torch.einsum("nka,k->na", features, model.tables)
     assert torch.allclose(model(batch), expected, rtol=0, atol=1e-15)
+    # the fit builds the features a block of atoms at a time: the same rows
+    assert torch.equal(torch.cat([model._features(terms, first, min(first + 5, n)) for first in range(0, n, 5)]),
+                       features)
     wrapped = next(iter(make_loader(make_datasets(periodic.wrapped(), history=2).test, 8)))
     assert not torch.allclose(wrapped.pos, batch.pos)
     assert torch.allclose(model(wrapped), model(batch), rtol=0, atol=1e-12)

@@ -31,6 +31,9 @@ from mdnext.bond_graph import angle_triplets, edge_separation
 
 #: The tabulated terms, in the order of ``ranges`` and ``tables``.
 TABLES = ("bond", "angle", "1-3", "pair")
+#: Feature elements (float64: 32 MB) of one block of atoms during the fit, which so needs
+#: memory for one block, not for a whole batch of windows (tables × knots × 3 per atom).
+FEATURE_BLOCK_ELEMENTS = 2**22
 #: Relative weight of the second-difference penalty that keeps each table smooth where data is sparse.
 SMOOTHNESS = 1e-6
 
@@ -145,18 +148,20 @@ class ForceMatched(DisplacementModel):
         grad_c = -towards_a / length_c.clamp(min=1e-12).unsqueeze(-1)
         return theta, grad_a, -(grad_a + grad_c), grad_c
 
-    def _features(self, n_atoms: int, terms: list) -> torch.Tensor:
-        """(n, tables × knots, 3) float64: each atom's acceleration per unit of each table entry."""
-        k = self.knots
-        features = self.tables.new_zeros(n_atoms * len(TABLES) * k, 3)
+    def _features(self, terms: list, first: int, stop: int) -> torch.Tensor:
+        """(stop - first, tables × knots, 3) float64: the acceleration of atoms ``first``…``stop - 1``
+        per unit of each table entry."""
+        width = len(TABLES) * self.knots
+        features = self.tables.new_zeros((stop - first) * width, 3)
         for table, (values, pushes) in enumerate(terms):
-            lower, upper_weight = _knot_position(values, *self.ranges[table], k)
-            column = table * k + lower
+            lower, upper_weight = _knot_position(values, *self.ranges[table], self.knots)
+            column = table * self.knots + lower
             for atoms, direction in pushes:  # each term touches two knots: no (terms, knots, 3) temporary
-                row = atoms * len(TABLES) * k + column
-                features.index_add_(0, row, (1.0 - upper_weight).unsqueeze(-1) * direction)
-                features.index_add_(0, row + 1, upper_weight.unsqueeze(-1) * direction)
-        return features.reshape(n_atoms, len(TABLES) * k, 3)
+                mine = (atoms >= first) & (atoms < stop)
+                row = (atoms[mine] - first) * width + column[mine]
+                features.index_add_(0, row, (1.0 - upper_weight[mine]).unsqueeze(-1) * direction[mine])
+                features.index_add_(0, row + 1, upper_weight[mine].unsqueeze(-1) * direction[mine])
+        return features.reshape(stop - first, width, 3)
 
     def fit_closed_form(self, loader: Any) -> None:
         """Set each table's range to the training data's, then fit the tables by least squares.
@@ -176,9 +181,13 @@ class ForceMatched(DisplacementModel):
         self.ranges[seen] = torch.stack([low, high], dim=1)[seen].to(self.ranges.device)
         size = len(TABLES) * self.knots
         equations = NormalEquations(size)
+        block = max(1, FEATURE_BLOCK_ELEMENTS // (3 * size))
         for data in loader:
-            equations.add(self._features(data.pos.shape[0], self._terms(data)),
-                          data.y.to(torch.float64) - data.history[:, 0].to(torch.float64))
+            terms = self._terms(data)
+            target = data.y.to(torch.float64) - data.history[:, 0].to(torch.float64)
+            for first in range(0, target.shape[0], block):
+                stop = min(first + block, target.shape[0])
+                equations.add(self._features(terms, first, stop), target[first:stop])
         curvature = torch.zeros(len(TABLES), self.knots - 2, len(TABLES), self.knots, dtype=torch.float64)
         for table in range(len(TABLES)):
             for row in range(self.knots - 2):
