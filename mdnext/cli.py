@@ -178,7 +178,7 @@ def _report(metrics: dict[str, Any], name: str, json_path: str | None) -> None:
 @main.command()
 @click.argument("trajs", nargs=-1, required=True, type=click.Path())
 @input_options
-@click.option("--model", "model_name", default="equivariant", show_default=True, type=click.Choice(["equivariant", "linear"]))
+@click.option("--model", "model_name", default="equivariant", show_default=True, type=click.Choice(["equivariant", "linear", "force_matched"]), help="force_matched: the bead-spring force field alone (needs bonds; fitted in closed form).")
 @training_options
 @click.option("--output", "-o", required=True, type=click.Path(), help="Model checkpoint to write (.pt).")
 @click.option("--metrics", "metrics_path", default=None, type=click.Path(), help="Write the test metrics as JSON.")

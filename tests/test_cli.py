@@ -194,6 +194,14 @@ def test_chain_topology_from_the_command_line(polymer_file, tmp_path):
     assert not target.exists()
     run("extrapolate", polymer_file, "--bonds", "chain", "--model", model, "-n", 3, "-o", target)
     assert mdnext.load(target).n_frames == 3
+    # the force field alone: the same closed-form fit as the equivariant model's prior
+    alone, alone_metrics = tmp_path / "fm.pt", tmp_path / "fm.json"
+    run("train", polymer_file, "--bonds", "chain", "--model", "force_matched", "-k", 2, "--cutoff", 1.0, "-q",
+        "-o", alone, "--metrics", alone_metrics, "--horizons", "1,5")
+    assert json.loads(alone_metrics.read_text())["mse"] == pytest.approx(scores["prior"]["mse"], rel=1e-9)
+    assert_user_error(CliRunner().invoke(main, ["train", str(polymer_file), "--model", "force_matched", "-q",
+                                                "-o", str(tmp_path / "no.pt")]), "--bonds chain")
+    assert not (tmp_path / "no.pt").exists()
 
 
 def test_evaluate_prints_table_and_json(trained_file, polymer_file, tmp_path):
