@@ -7,7 +7,7 @@ NequIP-style message passing on a cutoff radius graph (:func:`mdnext.neighbors.r
 * edges: spherical harmonics up to ``lmax`` of the edge vectors and Bessel functions of the
   edge length times a smooth polynomial envelope that vanishes at the cutoff; with
   ``bond_types``, also the edge's topological class (bonded 1-2, 1-3, other; see
-  :mod:`mdnext.topology`) one-hot, times the same envelope, as input of the radial MLPs;
+  :mod:`mdnext.bond_graph`) one-hot, times the same envelope, as input of the radial MLPs;
 * ``num_layers`` interactions: per-edge tensor products whose weights come from a radial MLP,
   summed over neighbours / √``avg_num_neighbors``, a species-dependent self-connection, a
   gate nonlinearity and a residual connection; the per-edge work runs over blocks of edges
@@ -30,6 +30,7 @@ import torch
 from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 
+from mdnext.bond_graph import SEPARATIONS, edge_separation
 from mdnext.errors import MDNextError, first_line
 from mdnext.models.base import DisplacementModel
 from mdnext.models.baselines import (
@@ -42,7 +43,6 @@ from mdnext.models.baselines import (
 from mdnext.models.force_matched import ForceMatched
 from mdnext.models.tensor_product import EdgeTensorProduct
 from mdnext.neighbors import radius_graph
-from mdnext.bond_graph import SEPARATIONS, edge_separation
 
 PRIORS = {
     "zero": ZeroDisplacement,
@@ -218,7 +218,8 @@ class EquivariantModel(DisplacementModel):
         self.bond_types = bool(bond_types)
 
         # The force-matched prior's pair table reaches as far as the network's graph.
-        self.prior_model = PRIORS[prior](self.history, self.species, **({"cutoff": self.cutoff} if prior == "force_matched" else {}))
+        prior_options = {"cutoff": self.cutoff} if prior == "force_matched" else {}
+        self.prior_model = PRIORS[prior](self.history, self.species, **prior_options)
         irreps_attr = o3.Irreps(f"{len(self.species)}x0e")
         irreps_in = o3.Irreps(f"{1 + len(self.species)}x0e") + o3.Irreps(f"{self.history}x1o" if self.history else "")
         irreps_sh = o3.Irreps.spherical_harmonics(self.lmax)

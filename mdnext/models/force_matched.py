@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from torch_geometric.utils import scatter
 
+from mdnext.bond_graph import angle_triplets, edge_separation
 from mdnext.errors import MDNextError
 from mdnext.models.base import DisplacementModel
 from mdnext.models.baselines import NormalEquations
 from mdnext.neighbors import minimum_image, radius_graph
-from mdnext.bond_graph import angle_triplets, edge_separation
 
 #: The tabulated terms, in the order of ``ranges`` and ``tables``.
 TABLES = ("bond", "angle", "1-3", "pair")
