@@ -29,6 +29,7 @@ from mdnext.evaluation import evaluation_datasets, limit_windows
 from mdnext.frames import Frames
 from mdnext.io import refuse_existing
 from mdnext.rollout import extrapolate
+from mdnext.summary import first_items
 from mdnext.trainer import TrainConfig, TrainState, fit
 
 __all__ = ["evaluate", "extrapolate", "resume_path", "train"]
@@ -49,7 +50,7 @@ def _warn_repeated_frames(frames_list: Sequence[Frames]) -> None:
         repeated = frames.repeated_frames()
         if 0 < len(repeated) < frames.n_frames - 1:
             name = frames.source.get("path", f"trajectory {i}")
-            shown = ", ".join(map(str, repeated[:5].tolist())) + (", …" if len(repeated) > 5 else "")
+            shown = first_items(repeated.tolist(), 5)
             warnings.warn(f"{name}: {len(repeated)} frame(s) repeat the frame before ({shown}), e.g. written twice "
                           "at a restart; windows across them see a zero displacement", stacklevel=3)
 

@@ -6,7 +6,11 @@ already offset per structure in a batch (see :mod:`mdnext.topology` for bond lis
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+from mdnext.errors import MDNextError
 
 #: Edge classes of :func:`edge_separation`: bonded (1-2), one atom apart (1-3), further or unconnected.
 SEPARATIONS = ("1-2", "1-3", "other")
@@ -14,6 +18,15 @@ SEPARATIONS = ("1-2", "1-3", "other")
 
 def _pair_keys(first: torch.Tensor, second: torch.Tensor, n_nodes: int) -> torch.Tensor:
     return first * n_nodes + second
+
+
+def required_bond_index(data: Any, user: str) -> torch.Tensor:
+    """The windows' ``bond_index`` (2, M), or a one-line :class:`MDNextError` saying that ``user`` needs it."""
+    bond_index = getattr(data, "bond_index", None)
+    if bond_index is None:
+        raise MDNextError(f"{user} needs a bond topology, and the input has no bonds: read a topology with bonds, "
+                          "or declare a linear chain (--bonds chain)")
+    return bond_index
 
 
 def _two_bond_paths(bond_index: torch.Tensor, n_nodes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -53,9 +54,13 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"memory:    {human_size(summary['positions_nbytes'])} of float64 positions")
     repeated = summary["repeated_frames"]
     if repeated:
-        shown = ", ".join(map(str, repeated[:10])) + (", …" if len(repeated) > 10 else "")
-        lines.append(f"repeated:  {len(repeated)} frame(s) equal to the frame before: {shown}")
+        lines.append(f"repeated:  {len(repeated)} frame(s) equal to the frame before: {first_items(repeated, 10)}")
     return "\n".join(lines)
+
+
+def first_items(values: Sequence[Any], limit: int) -> str:
+    """The first ``limit`` values, comma-separated, with "…" when there are more."""
+    return ", ".join(map(str, values[:limit])) + (", …" if len(values) > limit else "")
 
 
 def human_size(nbytes: int) -> str:

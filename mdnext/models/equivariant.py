@@ -30,7 +30,7 @@ import torch
 from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 
-from mdnext.bond_graph import SEPARATIONS, edge_separation
+from mdnext.bond_graph import SEPARATIONS, edge_separation, required_bond_index
 from mdnext.errors import MDNextError, first_line
 from mdnext.models.base import DisplacementModel
 from mdnext.models.baselines import (
@@ -289,10 +289,7 @@ class EquivariantModel(DisplacementModel):
 
     def _edge_classes(self, data: Any, edge_index: torch.Tensor) -> torch.Tensor:
         """(E, 3) float64 one-hot topological class of each edge (bonded 1-2, 1-3, other)."""
-        bond_index = getattr(data, "bond_index", None)
-        if bond_index is None:
-            raise MDNextError("this equivariant model uses the bond topology (bond_types), but the input has no bonds: "
-                              "read a topology with bonds, or declare a linear chain (--bonds chain)")
+        bond_index = required_bond_index(data, "this equivariant model (bond_types)")
         separation = edge_separation(edge_index, bond_index.to(edge_index.device), data.pos.shape[0])
         return torch.nn.functional.one_hot(separation, len(SEPARATIONS)).to(torch.float64)
 

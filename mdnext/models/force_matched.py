@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch_geometric.utils import scatter
 
-from mdnext.bond_graph import angle_triplets, edge_separation
+from mdnext.bond_graph import angle_triplets, edge_separation, required_bond_index
 from mdnext.errors import MDNextError
 from mdnext.models.base import DisplacementModel
 from mdnext.models.baselines import NormalEquations
@@ -93,10 +93,7 @@ class ForceMatched(DisplacementModel):
         A positive table entry pulls a pair's atoms together and drives an angle's atoms down
         the gradient of θ (it closes the angle).
         """
-        bond_index = getattr(data, "bond_index", None)
-        if bond_index is None:
-            raise MDNextError("the force_matched model needs a bond topology: read a topology with bonds, "
-                              "or declare a linear chain (--bonds chain)")
+        bond_index = required_bond_index(data, "the force_matched model")
         pos = data.pos.to(torch.float64)
         n = pos.shape[0]
         batch = getattr(data, "batch", None)
@@ -188,11 +185,8 @@ class ForceMatched(DisplacementModel):
             for first in range(0, target.shape[0], block):
                 stop = min(first + block, target.shape[0])
                 equations.add(self._features(terms, first, stop), target[first:stop])
-        curvature = torch.zeros(len(TABLES), self.knots - 2, len(TABLES), self.knots, dtype=torch.float64)
-        for table in range(len(TABLES)):
-            for row in range(self.knots - 2):
-                curvature[table, row, table, row : row + 3] = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64)
-        curvature = curvature.reshape(-1, size)
+        # second differences (1, -2, 1) along each table, none across tables
+        curvature = torch.block_diag(*[torch.diff(torch.eye(self.knots, dtype=torch.float64), n=2, dim=0)] * len(TABLES))
         scale = float(equations.gram.diagonal().mean()) or 1.0
         equations.gram += scale * (SMOOTHNESS * curvature.T @ curvature + 1e-12 * torch.eye(size, dtype=torch.float64))
         self.tables.copy_(equations.solve())
